@@ -1,0 +1,375 @@
+"""The rollout plan: what a rollout walks through, as validated data.
+
+A plan is declarative and versioned. It names signals (PromQL), phases and their
+steps with the flag values each sets, the gates that must hold to promote, the
+triggers that roll back, durations, approvals, promotion windows, baseline capture
+and jobs. This module holds the pydantic shapes; `phases.plan_checks` holds the
+rules that tie fields together, and `phases.steps` flattens phases into steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from phases.durations import Duration
+
+Comparator = Literal["<", "<=", ">", ">="]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+MODE_FLAG = "STAGE_VALIDATION_MODE"
+WRITE_ONLY_FLAG = "ENFORCE_WRITE_ONLY"
+PERCENT_FLAG = "ENFORCEMENT_PERCENT"
+DRY_RUN_FLAG = "STAGE_VALIDATION_DRY_RUN"
+KNOWN_FLAGS = (MODE_FLAG, WRITE_ONLY_FLAG, PERCENT_FLAG, DRY_RUN_FLAG)
+MODES = ("off", "warn", "enforce")
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
+_STEP_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.@_-]*$")
+
+
+class StrictModel(BaseModel):
+    """Base of every plan shape: unknown fields are errors and values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Signal(StrictModel):
+    """A named PromQL expression that yields one number (an SLI)."""
+
+    query: str = Field(min_length=1)
+    description: str = ""
+    unit: str = ""
+
+
+class AdaptiveThreshold(StrictModel):
+    """`max(min, baseline × multiplier)`, the baseline captured earlier in the rollout."""
+
+    min: float
+    baseline: str = Field(min_length=1, description="signal whose captured baseline is used")
+    multiplier: float = Field(gt=0)
+
+
+Threshold = float | AdaptiveThreshold
+
+
+def _check_name(value: str | None) -> str | None:
+    if value is not None and not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name: use lower-case letters, digits, - and _")
+    return value
+
+
+class SignalGate(StrictModel):
+    """A signal compared with a threshold at every point of a sustained window."""
+
+    name: str | None = None
+    signal: str
+    comparator: Comparator
+    threshold: Threshold
+    window: Duration = Field(description="how long the condition must hold, with no gap")
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def key(self) -> str:
+        return self.name or f"{self.signal}{self.comparator}{_threshold_text(self.threshold)}"
+
+
+class AlertsGate(StrictModel):
+    """None of the named Prometheus alerts may be firing."""
+
+    name: str | None = None
+    no_firing_alerts: list[str] = Field(min_length=1)
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def key(self) -> str:
+        return self.name or "no-firing-alerts"
+
+
+class JobGate(StrictModel):
+    """A job declared by the phase must have succeeded."""
+
+    name: str | None = None
+    job_succeeded: str
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def key(self) -> str:
+        return self.name or f"job-{self.job_succeeded}"
+
+
+def _gate_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for field in ("signal", "no_firing_alerts", "job_succeeded"):
+            if field in value:
+                return f"{field}:kind"
+        return None
+    kinds: dict[type, str] = {
+        SignalGate: "signal",
+        AlertsGate: "no_firing_alerts",
+        JobGate: "job_succeeded",
+    }
+    kind = kinds.get(type(value))
+    return f"{kind}:kind" if kind else None
+
+
+# Tags end in ':kind', which no plan key does, so error paths never mistake them for keys.
+
+
+Gate = Annotated[
+    Annotated[SignalGate, Tag("signal:kind")]
+    | Annotated[AlertsGate, Tag("no_firing_alerts:kind")]
+    | Annotated[JobGate, Tag("job_succeeded:kind")],
+    Discriminator(
+        _gate_kind,
+        custom_error_type="gate_kind",
+        custom_error_message="a gate needs one of the keys signal, no_firing_alerts or job_succeeded",
+    ),
+]
+
+TriggerScope = Literal["step", "degradation_window"]
+
+
+class SignalTrigger(StrictModel):
+    """Positive evidence of degradation: the condition held for the whole `for` duration."""
+
+    name: str | None = None
+    signal: str
+    comparator: Comparator
+    threshold: Threshold
+    sustained_for: Duration = Field(alias="for")
+    scope: TriggerScope = "step"
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def key(self) -> str:
+        return self.name or f"{self.signal}{self.comparator}{_threshold_text(self.threshold)}"
+
+
+class AlertTrigger(StrictModel):
+    """Degradation evidence from a firing Prometheus alert."""
+
+    name: str | None = None
+    alert_firing: str
+    scope: TriggerScope = "step"
+
+    _name = field_validator("name")(_check_name)
+
+    @property
+    def key(self) -> str:
+        return self.name or f"alert-{self.alert_firing}"
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for field in ("signal", "alert_firing"):
+            if field in value:
+                return f"{field}:kind"
+        return None
+    kinds: dict[type, str] = {SignalTrigger: "signal", AlertTrigger: "alert_firing"}
+    kind = kinds.get(type(value))
+    return f"{kind}:kind" if kind else None
+
+
+Trigger = Annotated[
+    Annotated[SignalTrigger, Tag("signal:kind")]
+    | Annotated[AlertTrigger, Tag("alert_firing:kind")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="trigger_kind",
+        custom_error_message="a trigger needs one of the keys signal or alert_firing",
+    ),
+]
+
+
+class ApprovalPolicy(StrictModel):
+    """Whether promotion out of a step waits for people, and for how many."""
+
+    required: bool = False
+    approvers: int = Field(default=1, ge=1, description="distinct approvers needed")
+
+
+class Freeze(StrictModel):
+    """A period in which no promotion happens, whatever the gates say."""
+
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Freeze:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError(
+                "freeze start and end need a time zone offset, e.g. 2026-12-24T00:00:00Z"
+            )
+        if self.end <= self.start:
+            raise ValueError("freeze end must be after its start")
+        return self
+
+
+class PromotionWindow(StrictModel):
+    """When promotions may happen: weekdays and hours in a named time zone, minus freezes."""
+
+    timezone: str = "UTC"
+    weekdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: time = time(0, 0)
+    end: time = time(23, 59, 59)
+    freezes: list[Freeze] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PromotionWindow:
+        if self.end <= self.start:
+            raise ValueError("promotion window end must be after its start on the same day")
+        return self
+
+
+class BaselineCapture(StrictModel):
+    """Signals averaged over the step's time in effect and stored when the step is left."""
+
+    signals: list[str] = Field(min_length=1)
+
+
+class JobSpec(StrictModel):
+    """A Kubernetes Job a phase runs once its flags are in effect."""
+
+    name: str
+    description: str = ""
+    template: str | None = Field(default=None, description="job template name in the rollout spec")
+    args: list[str] = Field(default_factory=list)
+    resume_args: list[str] = Field(default_factory=list)
+    after: list[str] = Field(default_factory=list, description="jobs that must succeed first")
+
+    _name = field_validator("name")(_check_name)
+
+
+FlagValue = str | bool | int
+
+
+class StepSpec(StrictModel):
+    """One concrete point of a phase; values left out come from the phase."""
+
+    id: str
+    flags: dict[str, FlagValue] = Field(default_factory=dict)
+    min_duration: Duration | None = None
+    max_duration: Duration | None = None
+    approval: ApprovalPolicy | None = None
+    gates: list[Gate] = Field(default_factory=list, description="added to the phase's gates")
+    triggers: list[Trigger] = Field(default_factory=list, description="added to the phase's")
+
+    @field_validator("id")
+    @classmethod
+    def _step_id(cls, value: str) -> str:
+        if not _STEP_ID.match(value):
+            raise ValueError(f"step id {value!r} may hold letters, digits, '.', '@', '_' and '-'")
+        return value
+
+
+Degradation = Literal["rollback", "pause"]
+
+
+class Phase(StrictModel):
+    """A runbook phase: shared flags, gates and triggers for one or more steps."""
+
+    id: str
+    name: str
+    description: str = ""
+    flags: dict[str, FlagValue] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(default_factory=list)
+    min_duration: Duration = timedelta(0)
+    max_duration: Duration | None = None
+    approval: ApprovalPolicy = ApprovalPolicy()
+    gates: list[Gate] = Field(default_factory=list)
+    triggers: list[Trigger] = Field(default_factory=list)
+    degradation_window: Duration = timedelta(0)
+    on_degradation: Degradation = "rollback"
+    baseline: BaselineCapture | None = None
+    jobs: list[JobSpec] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _phase_id(cls, value: str) -> str:
+        return StepSpec._step_id(value)
+
+
+class ObservedMode(StrictModel):
+    """A signal through which the app reports the mode it really runs in."""
+
+    signal: str
+    values: dict[str, float] = Field(
+        default_factory=lambda: {"off": 0.0, "warn": 1.0, "enforce": 2.0},
+        description="the signal's value for each STAGE_VALIDATION_MODE",
+    )
+
+
+class Evaluation(StrictModel):
+    """How sustained windows are sampled."""
+
+    resolution: Duration = timedelta(minutes=1)
+    gap_tolerance: Duration = timedelta(minutes=5)
+
+
+class Plan(StrictModel):
+    """A whole rollout plan. Its content hash binds approvals to this exact version."""
+
+    name: str
+    version: str
+    description: str = ""
+    signals: dict[str, Signal] = Field(min_length=1)
+    observed_mode: ObservedMode | None = None
+    evaluation: Evaluation = Evaluation()
+    promotion_window: PromotionWindow | None = None
+    phases: list[Phase] = Field(min_length=1)
+
+    _content_hash: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        canonical = json.dumps(
+            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        )
+        self._content_hash = hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def content_hash(self) -> str:
+        """The sha256 of the plan's canonical JSON form: formatting and comments do not count."""
+        return self._content_hash
+
+    @property
+    def short_hash(self) -> str:
+        return self._content_hash[:12]
+
+
+def _threshold_text(threshold: Threshold) -> str:
+    if isinstance(threshold, AdaptiveThreshold):
+        return f"max({threshold.min:g},{threshold.baseline}x{threshold.multiplier:g})"
+    return f"{threshold:g}"
