@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -35,6 +36,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+@lru_cache(maxsize=4096)
 def format_duration(value: timedelta) -> str:
     """Render a timedelta the way plans write it, largest units first (`2d`, `1h30m`)."""
     remaining = int(value.total_seconds())

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, time, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +22,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     field_validator,
     model_validator,
@@ -351,22 +351,17 @@ class Plan(StrictModel):
     promotion_window: PromotionWindow | None = None
     phases: list[Phase] = Field(min_length=1)
 
-    _content_hash: str = PrivateAttr(default="")
-
-    def model_post_init(self, context: Any, /) -> None:
+    @cached_property
+    def content_hash(self) -> str:
+        """The sha256 of the plan's canonical JSON form: formatting and comments do not count."""
         canonical = json.dumps(
             self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
         )
-        self._content_hash = hashlib.sha256(canonical.encode()).hexdigest()
-
-    @property
-    def content_hash(self) -> str:
-        """The sha256 of the plan's canonical JSON form: formatting and comments do not count."""
-        return self._content_hash
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
     def short_hash(self) -> str:
-        return self._content_hash[:12]
+        return self.content_hash[:12]
 
 
 def _threshold_text(threshold: Threshold) -> str:

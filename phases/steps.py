@@ -55,10 +55,8 @@ class Step:
     baseline_signals: tuple[str, ...]
     jobs: tuple[JobSpec, ...]
 
-    @property
-    def longest_gate_window(self) -> timedelta:
-        windows = [gate.window for gate in self.gates if isinstance(gate, SignalGate)]
-        return max(windows, default=timedelta(0))
+    longest_trigger: timedelta
+    """The longest `for` of the step's signal triggers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +108,7 @@ def _resolve(plan: Plan) -> StepTable:
 def _resolve_step(index: int, phase: Phase, spec: StepSpec, *, first_of_phase: bool) -> Step:
     raw = {**phase.flags, **spec.flags}
     flags = {name: normalise_flag(name, value) for name, value in sorted(raw.items())}
+    triggers = (*phase.triggers, *spec.triggers)
     return Step(
         index=index,
         id=spec.id,
@@ -123,9 +122,13 @@ def _resolve_step(index: int, phase: Phase, spec: StepSpec, *, first_of_phase: b
         max_duration=spec.max_duration if spec.max_duration is not None else phase.max_duration,
         approval=spec.approval or phase.approval,
         gates=(*phase.gates, *spec.gates),
-        triggers=(*phase.triggers, *spec.triggers),
+        triggers=triggers,
         degradation_window=phase.degradation_window,
         on_degradation=phase.on_degradation,
         baseline_signals=tuple(phase.baseline.signals) if phase.baseline and first_of_phase else (),
         jobs=tuple(phase.jobs) if first_of_phase else (),
+        longest_trigger=max(
+            (t.sustained_for for t in triggers if isinstance(t, SignalTrigger)),
+            default=timedelta(0),
+        ),
     )

@@ -1,0 +1,64 @@
+"""Plans and scenarios by bundled name or by file path.
+
+`stagectl plan show stage-validation-v3` and `stagectl plan show ./my-plan.yaml`
+both work; an unknown name lists the ones that exist.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from controller.scenario import Scenario, parse_scenario
+from phases.plan import Plan
+from phases.plan_checks import parse_plan
+
+DEFAULT_PLAN = "stage-validation-v3"
+DEFAULT_SCENARIO = "happy-path"
+
+
+class NotFound(LookupError):
+    """A plan or scenario that is neither a file nor a bundled name."""
+
+
+def bundled_plans() -> list[str]:
+    return _names("phases", "plans")
+
+
+def bundled_scenarios() -> list[str]:
+    return _names("controller", "scenarios")
+
+
+def _names(package: str, folder: str) -> list[str]:
+    root = resources.files(package).joinpath(folder)
+    return sorted(
+        item.name.removesuffix(".yaml") for item in root.iterdir() if item.name.endswith(".yaml")
+    )
+
+
+def _read(
+    reference: str, package: str, folder: str, kind: str, names: list[str]
+) -> tuple[str, str]:
+    path = Path(reference)
+    if reference.endswith((".yaml", ".yml")) or path.exists():
+        if not path.is_file():
+            raise NotFound(f"{kind} file {reference} does not exist")
+        return path.read_text(encoding="utf-8"), str(path)
+    if reference in names:
+        item = resources.files(package).joinpath(folder, f"{reference}.yaml")
+        return item.read_text(encoding="utf-8"), f"{reference} (bundled {kind})"
+    raise NotFound(
+        f"no {kind} called {reference!r}: not a file, and the bundled {kind}s are {', '.join(names)}"
+    )
+
+
+def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
+    """A plan from a file path or a bundled plan's name; DocumentError when invalid."""
+    text, source = _read(reference, "phases", "plans", "plan", bundled_plans())
+    return parse_plan(text, source=source)
+
+
+def load_scenario(reference: str = DEFAULT_SCENARIO) -> Scenario:
+    """A scenario from a file path or a bundled scenario's name; DocumentError when invalid."""
+    text, source = _read(reference, "controller", "scenarios", "scenario", bundled_scenarios())
+    return parse_scenario(text, source=source)

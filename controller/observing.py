@@ -1,0 +1,82 @@
+"""One tick's observation and actuation for one rollout, shared by every driver.
+
+`observe` asks the ports for exactly what `phases.needs` lists (each identical
+read once) and judges it with the core's rules; `actuate` hands the decision's
+actions to the ports. The operator, `simulate` and `replay` all call these two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from controller.ports import Jobs, MetricsSource, People, Target
+from phases.actions import Action, RecordBaseline, RestartWorkloads, SetFlags, StartJob
+from phases.needs import AlertReading, Needs, judge, mode_from_value
+from phases.observations import Observations, TargetState
+from phases.plan import Plan
+from phases.status import RolloutStatus
+from phases.verdicts import WindowSummary
+
+
+def observe(
+    plan: Plan,
+    status: RolloutStatus,
+    needs: Needs,
+    now: datetime,
+    *,
+    rollout_uid: str,
+    metrics: MetricsSource,
+    target: Target,
+    people: People,
+    jobs: Jobs,
+) -> Observations:
+    """Everything `decide` needs for this tick, read through the ports."""
+    summaries: dict[tuple[str, timedelta], WindowSummary] = {}
+    for check in needs.windows:
+        key = (check.query, check.window)
+        if key not in summaries:
+            summaries[key] = metrics.summarize(check.signal, check.query, check.window, now)
+    alerts = (
+        metrics.firing_alerts(needs.alert_names, now) if needs.alerts else AlertReading(frozenset())
+    )
+    gates, triggers = judge(plan, status, needs, summaries, alerts)
+    baselines = {
+        check.signal: metrics.average(check.signal, check.query, check.since, now)
+        for check in needs.baselines
+    }
+    seen_target = target.observe(now)
+    if needs.mode_query is not None and seen_target.observed_modes is None:
+        seen_target = _with_modes(plan, seen_target, metrics.modes(needs.mode_query, now))
+    return Observations(
+        rollout_uid=rollout_uid,
+        target=seen_target,
+        gates=gates,
+        triggers=triggers,
+        baselines=baselines,
+        approvals=people.approvals(now),
+        commands=people.commands(now),
+        jobs=jobs.observe(now),
+    )
+
+
+def _with_modes(plan: Plan, target: TargetState, values: tuple[float, ...] | None) -> TargetState:
+    if values is None:
+        return target
+    modes = tuple(mode_from_value(plan, value) or f"unknown({value:g})" for value in values)
+    return replace(target, observed_modes=modes)
+
+
+def actuate(
+    actions: tuple[Action, ...], now: datetime, *, target: Target, jobs: Jobs
+) -> list[RecordBaseline]:
+    """Apply the decision's actions; return the baselines to export (driver's business)."""
+    baselines: list[RecordBaseline] = []
+    for action in actions:
+        if isinstance(action, SetFlags | RestartWorkloads):
+            target.apply(action, now)
+        elif isinstance(action, StartJob):
+            jobs.start(action, now)
+        else:
+            baselines.append(action)
+    return baselines

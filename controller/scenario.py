@@ -1,0 +1,172 @@
+"""Simulation scenarios: scripted metrics, alerts, people, jobs and the tick.
+
+A scenario tells `stagectl simulate` what the world does while the plan runs:
+piecewise timelines of signal values (null meaning no data), Prometheus outages,
+alert intervals, approvals (scripted or automatic), job outcomes, operator
+commands, and how long workloads take to roll out. Times are offsets from the
+scenario's start (`30m`, `2d`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from phases.documents import Problem, parse_document
+from phases.durations import Duration
+from phases.observations import CommandKind
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Point(_Strict):
+    """From `at` on, the signal reads `value` (null: no data) until the next point."""
+
+    at: Duration
+    value: float | None
+
+
+class Interval(_Strict):
+    """A stretch of scenario time."""
+
+    start: Duration = Field(alias="from")
+    end: Duration = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if self.end <= self.start:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+
+class AlertInterval(Interval):
+    """An alert firing from `from` to `to`."""
+
+    name: str = Field(min_length=1)
+
+
+class ScriptedApproval(_Strict):
+    """An approval given at a fixed time; the binding fields can be forged for tests."""
+
+    at: Duration
+    step: str
+    approver: str = Field(min_length=1)
+    reason: str = ""
+    expires_after: Duration | None = None
+    plan_hash: str | None = Field(default=None, description="default: the simulated plan's hash")
+    rollout_uid: str | None = Field(
+        default=None, description="default: the simulated rollout's uid"
+    )
+
+
+class AutoApproval(_Strict):
+    """Approve any step that waits for approval, `delay` after it started waiting."""
+
+    delay: Duration = timedelta(minutes=30)
+    approver: str = "simulated-approver"
+    withhold: list[str] = Field(
+        default_factory=list, description="steps never approved automatically"
+    )
+
+
+class Approvals(_Strict):
+    """How approvals arrive in the simulation."""
+
+    auto: AutoApproval | None = None
+    scripted: list[ScriptedApproval] = Field(default_factory=list)
+
+
+class JobOutcome(_Strict):
+    """How long a job attempt runs and how it ends; `attempts` overrides per attempt."""
+
+    duration: Duration = timedelta(minutes=10)
+    outcome: Literal["succeeded", "failed"] = "succeeded"
+    attempts: list[Literal["succeeded", "failed"]] = Field(default_factory=list)
+    message: str = ""
+
+
+class ScriptedCommand(_Strict):
+    """An operator command issued at a fixed time."""
+
+    at: Duration
+    kind: CommandKind
+    by: str = "simulated-operator"
+    reason: str = ""
+    to: str | None = None
+
+
+class TargetBehaviour(_Strict):
+    """How the simulated workloads react to new flags."""
+
+    rollout_delay: Duration = timedelta(minutes=2)
+
+
+class Scenario(_Strict):
+    """Everything the simulated world does during one simulation."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    duration: Duration = timedelta(days=30)
+    tick: Duration = timedelta(minutes=1)
+    rollout_uid: str = "simulated-rollout"
+    signals: dict[str, list[Point]] = Field(default_factory=dict)
+    outages: list[Interval] = Field(default_factory=list)
+    alerts: list[AlertInterval] = Field(default_factory=list)
+    approvals: Approvals = Approvals()
+    jobs: dict[str, JobOutcome] = Field(default_factory=dict)
+    commands: list[ScriptedCommand] = Field(default_factory=list)
+    target: TargetBehaviour = TargetBehaviour()
+    expect: dict[str, str] = Field(
+        default_factory=dict, description="documented outcome (final_step, final_status)"
+    )
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("start needs a time zone offset, e.g. 2026-01-05T09:00:00Z")
+        return value
+
+    @field_validator("tick")
+    @classmethod
+    def _positive_tick(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("tick must be longer than 0s")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _positive_duration(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("duration must be longer than 0s")
+        return value
+
+
+def check_scenario(scenario: Scenario) -> list[Problem]:
+    """Rules across a scenario's fields: timelines start at 0 and move forward."""
+    problems: list[Problem] = []
+    for name, points in scenario.signals.items():
+        if not points:
+            problems.append(Problem(("signals", name), "a timeline needs at least one point"))
+            continue
+        for index, (before, after) in enumerate(pairwise(points), start=1):
+            if after.at <= before.at:
+                problems.append(
+                    Problem(
+                        ("signals", name, index, "at"), "points must be in increasing time order"
+                    )
+                )
+    if scenario.tick > scenario.duration:
+        problems.append(Problem(("tick",), "tick is longer than the scenario's duration"))
+    return problems
+
+
+def parse_scenario(text: str, *, source: str) -> Scenario:
+    """Parse and check a scenario's YAML text; raise DocumentError naming every problem."""
+    return parse_document(text, Scenario, source=source, kind="scenario", checks=check_scenario)

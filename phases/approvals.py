@@ -1,0 +1,79 @@
+"""Which approvals count towards promoting out of the current step.
+
+An approval is bound to one rollout (its uid), one step, one plan version, and is
+used once. It must also be newer than the step's entry, so that an approval given
+before a rollback cannot promote the step again after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from phases.observations import Approval
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalCount:
+    """The approvals that count now, and the ones ignored with the reason why."""
+
+    counted: tuple[Approval, ...]
+    ignored: tuple[tuple[Approval, str], ...]
+
+    @property
+    def approvers(self) -> frozenset[str]:
+        return frozenset(approval.approver for approval in self.counted)
+
+
+def count_approvals(
+    approvals: Iterable[Approval],
+    *,
+    rollout_uid: str,
+    step: str,
+    plan_hash: str,
+    entered_at: datetime,
+    consumed: Sequence[str],
+    now: datetime,
+) -> ApprovalCount:
+    """Sort approvals into those that count for this step now and those that never will."""
+    counted: list[Approval] = []
+    ignored: list[tuple[Approval, str]] = []
+    seen_approvers: set[str] = set()
+    for approval in sorted(approvals, key=lambda a: (a.created_at, a.id)):
+        reason = _why_not(approval, rollout_uid, step, plan_hash, entered_at, consumed, now)
+        if reason is None and approval.approver in seen_approvers:
+            continue
+        if reason is None:
+            counted.append(approval)
+            seen_approvers.add(approval.approver)
+        elif reason != "":
+            ignored.append((approval, reason))
+    return ApprovalCount(tuple(counted), tuple(ignored))
+
+
+def _why_not(
+    approval: Approval,
+    rollout_uid: str,
+    step: str,
+    plan_hash: str,
+    entered_at: datetime,
+    consumed: Sequence[str],
+    now: datetime,
+) -> str | None:
+    """None when the approval counts; "" when it is simply used up; else why it never will."""
+    if approval.id in consumed:
+        return ""
+    if approval.rollout_uid != rollout_uid:
+        return f"approval {approval.id} is for another rollout (uid {approval.rollout_uid})"
+    if approval.plan_hash != plan_hash:
+        return f"approval {approval.id} was given for plan version {approval.plan_hash[:12]}, not {plan_hash[:12]}"
+    if approval.step != step:
+        return f"approval {approval.id} is for step {approval.step}, the rollout is at {step}"
+    if approval.created_at < entered_at:
+        return f"approval {approval.id} predates the current entry into step {step}"
+    if approval.expires_at is not None and approval.expires_at <= now:
+        return f"approval {approval.id} by {approval.approver} expired at {approval.expires_at.isoformat()}"
+    if not approval.approver:
+        return f"approval {approval.id} names no approver"
+    return None

@@ -1,0 +1,235 @@
+"""Verdict rules: how a window of samples becomes `pass`, `fail` or `unknown`.
+
+Every metrics source (Prometheus, scripted timelines) summarises the samples it
+found for a window into a `WindowSummary`; the rules here turn a summary into a
+verdict with its evidence. Keeping the rules in one place means the operator,
+`simulate` and `replay` cannot disagree about what "sustained" or "no data" means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from phases.durations import format_duration
+from phases.plan import AdaptiveThreshold, Comparator, SignalGate, SignalTrigger, Threshold
+
+
+class Outcome(StrEnum):
+    """What a gate or trigger evaluation concluded."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSummary:
+    """What a source found for one signal over one window, reduced to what rules need.
+
+    `largest_gap` counts the stretch from the window's start to the first sample
+    and from the last sample to the window's end too, so a window that is only
+    partly covered shows as a gap.
+    """
+
+    query: str
+    window: timedelta
+    count: int = 0
+    minimum: float = math.nan
+    maximum: float = math.nan
+    last: float = math.nan
+    mean: float = math.nan
+    largest_gap: timedelta = timedelta(0)
+    non_finite: int = 0
+    series: int = 1
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, query: str, window: timedelta, error: str) -> WindowSummary:
+        return cls(query=query, window=window, series=0, error=error)
+
+    @classmethod
+    def of_values(
+        cls, query: str, window: timedelta, values: list[float], largest_gap: timedelta
+    ) -> WindowSummary:
+        """Summarise evenly meaningful samples (one series) found over the window."""
+        finite = [value for value in values if math.isfinite(value)]
+        if not values:
+            return cls(query=query, window=window, series=0, largest_gap=window)
+        return cls(
+            query=query,
+            window=window,
+            count=len(values),
+            minimum=min(finite, default=math.nan),
+            maximum=max(finite, default=math.nan),
+            last=values[-1],
+            mean=sum(finite) / len(finite) if finite else math.nan,
+            largest_gap=largest_gap,
+            non_finite=len(values) - len(finite),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one gate or trigger, with the evidence behind it."""
+
+    name: str
+    outcome: Outcome
+    reason: str
+    query: str = ""
+    window: timedelta = timedelta(0)
+    observed: float | None = None
+    threshold: float | None = None
+    samples: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASS
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome is Outcome.FAIL
+
+
+def resolve_threshold(threshold: Threshold, baselines: Mapping[str, float]) -> tuple[float, str]:
+    """The number to compare with, and how it was reached (for the evidence)."""
+    if not isinstance(threshold, AdaptiveThreshold):
+        return threshold, f"{threshold:g}"
+    baseline = baselines.get(threshold.baseline)
+    if baseline is None or not math.isfinite(baseline):
+        return (
+            threshold.min,
+            f"{threshold.min:g} (no baseline of {threshold.baseline} captured; minimum used)",
+        )
+    value = max(threshold.min, baseline * threshold.multiplier)
+    return value, (
+        f"{value:g} = max({threshold.min:g}, baseline {baseline:g} × {threshold.multiplier:g})"
+    )
+
+
+def holds(value: float, comparator: Comparator, threshold: float) -> bool:
+    """Whether `value comparator threshold` is true."""
+    if comparator == "<":
+        return value < threshold
+    if comparator == "<=":
+        return value <= threshold
+    if comparator == ">":
+        return value > threshold
+    return value >= threshold
+
+
+def _data_problem(summary: WindowSummary, gap_tolerance: timedelta) -> str | None:
+    if summary.error is not None:
+        return summary.error
+    if summary.series > 1:
+        return f"{summary.series} series where the query must give one number"
+    if summary.count == 0:
+        return f"no data in the last {format_duration(summary.window)}"
+    if summary.non_finite:
+        return f"{summary.non_finite} of {summary.count} samples are NaN or infinite"
+    if summary.largest_gap > gap_tolerance:
+        return (
+            f"a gap of {format_duration(summary.largest_gap)} in the window is longer than the "
+            f"tolerated {format_duration(gap_tolerance)}"
+        )
+    return None
+
+
+def _from_summary(
+    name: str,
+    outcome: Outcome,
+    reason: str,
+    summary: WindowSummary,
+    threshold: float,
+    observed: float | None = None,
+) -> Verdict:
+    return Verdict(
+        name,
+        outcome,
+        reason,
+        query=summary.query,
+        window=summary.window,
+        observed=observed,
+        threshold=threshold,
+        samples=summary.count,
+    )
+
+
+def judge_gate(
+    gate: SignalGate,
+    summary: WindowSummary,
+    baselines: Mapping[str, float],
+    gap_tolerance: timedelta,
+) -> Verdict:
+    """A gate passes only when every sample of its window satisfies it and none is missing."""
+    threshold, threshold_text = resolve_threshold(gate.threshold, baselines)
+    problem = _data_problem(summary, gap_tolerance)
+    if problem is not None:
+        return _from_summary(gate.key, Outcome.UNKNOWN, problem, summary, threshold)
+    worst = summary.maximum if gate.comparator in ("<", "<=") else summary.minimum
+    window = format_duration(gate.window)
+    if holds(worst, gate.comparator, threshold):
+        reason = (
+            f"{gate.signal} {gate.comparator} {threshold_text} held for {window} (worst {worst:g})"
+        )
+        return _from_summary(gate.key, Outcome.PASS, reason, summary, threshold, worst)
+    reason = f"{gate.signal} reached {worst:g} in the last {window}; needs {gate.comparator} {threshold_text}"
+    return _from_summary(gate.key, Outcome.FAIL, reason, summary, threshold, worst)
+
+
+def judge_trigger(
+    trigger: SignalTrigger,
+    summary: WindowSummary,
+    baselines: Mapping[str, float],
+    gap_tolerance: timedelta,
+) -> Verdict:
+    """A trigger fails (degradation) only on complete data where every sample is degraded.
+
+    One healthy sample is enough to pass. Missing or partial data is `unknown`: the
+    rollout holds and alerts, it never rolls back on the absence of evidence.
+    """
+    threshold, threshold_text = resolve_threshold(trigger.threshold, baselines)
+    healthiest = summary.minimum if trigger.comparator in (">", ">=") else summary.maximum
+    readable = summary.error is None and summary.series <= 1 and summary.count > 0
+    if (
+        readable
+        and math.isfinite(healthiest)
+        and not holds(healthiest, trigger.comparator, threshold)
+    ):
+        reason = f"{trigger.signal} at {healthiest:g} is not {trigger.comparator} {threshold_text}"
+        return _from_summary(trigger.key, Outcome.PASS, reason, summary, threshold, summary.last)
+    problem = _data_problem(summary, gap_tolerance)
+    if problem is not None:
+        return _from_summary(trigger.key, Outcome.UNKNOWN, problem, summary, threshold)
+    window = format_duration(trigger.sustained_for)
+    reason = (
+        f"{trigger.signal} {trigger.comparator} {threshold_text} for all of the last {window} "
+        f"(least {healthiest:g})"
+    )
+    return _from_summary(trigger.key, Outcome.FAIL, reason, summary, threshold, healthiest)
+
+
+def judge_alerts(
+    name: str, alerts: tuple[str, ...], firing: frozenset[str] | None, error: str | None
+) -> Verdict:
+    """A "no firing alerts" gate: fail when any named alert fires, unknown when unreadable."""
+    if error is not None or firing is None:
+        return Verdict(name, Outcome.UNKNOWN, error or "alerts could not be read")
+    active = sorted(firing.intersection(alerts))
+    if active:
+        return Verdict(name, Outcome.FAIL, f"firing: {', '.join(active)}")
+    return Verdict(name, Outcome.PASS, f"none of {', '.join(alerts)} firing")
+
+
+def judge_alert_trigger(
+    name: str, alert: str, firing: frozenset[str] | None, error: str | None
+) -> Verdict:
+    """An alert trigger: fail (degradation) when the alert fires."""
+    if error is not None or firing is None:
+        return Verdict(name, Outcome.UNKNOWN, error or "alerts could not be read")
+    if alert in firing:
+        return Verdict(name, Outcome.FAIL, f"alert {alert} is firing")
+    return Verdict(name, Outcome.PASS, f"alert {alert} is not firing")
