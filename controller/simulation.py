@@ -33,7 +33,8 @@ class SimulationResult:
     final: RolloutStatus
     ticks: int
     transitions: list[TransitionRecord] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
+    events: list[tuple[float, Event]] = field(default_factory=list)
+    final_time_seconds: float = 0.0
     percent_changes: list[tuple[float, int]] = field(default_factory=list)
     flag_writes: int = 0
     restarts: int = 0
@@ -83,10 +84,12 @@ def simulate(
         people.watch(status, now)
         result.ticks += 1
         result.transitions.extend(decision.transitions)
-        result.events.extend(decision.events)
+        offset = (now - scenario.start).total_seconds()
+        result.events.extend((offset, event) for event in decision.events)
+        result.final_time_seconds = offset
         percent = int(target.flags.get("ENFORCEMENT_PERCENT", "0"))
         if percent != last_percent:
-            result.percent_changes.append(((now - scenario.start).total_seconds(), percent))
+            result.percent_changes.append((offset, percent))
             last_percent = percent
         if on_tick is not None:
             on_tick(now, status)

@@ -1,0 +1,1 @@
+"""The `stagectl` command line (also installed as `kubectl-stage`)."""
