@@ -25,6 +25,7 @@ from controller.catalog import (
     load_scenario,
 )
 from phases.documents import DocumentError
+from phases.durations import format_duration
 from phases.plan import Plan
 
 app = typer.Typer(
@@ -191,7 +192,7 @@ def simulate_command(
         typer.echo(json.dumps(document, indent=2))
         return
     typer.echo(
-        f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {story.tick}"
+        f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {format_duration(story.tick)}"
     )
     typer.echo(
         table(["time", "from", "to", "trigger", "why"], transition_rows(result.transitions, start))
