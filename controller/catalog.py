@@ -58,7 +58,11 @@ def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
     return parse_plan(text, source=source)
 
 
-def load_scenario(reference: str = DEFAULT_SCENARIO) -> Scenario:
-    """A scenario from a file path or a bundled scenario's name; DocumentError when invalid."""
+def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -> Scenario:
+    """A scenario from a file path or a bundled scenario's name; DocumentError when invalid.
+
+    Given the plan it will run against, its signals are checked against the plan's.
+    """
     text, source = _read(reference, "controller", "scenarios", "scenario", bundled_scenarios())
-    return parse_scenario(text, source=source)
+    known = set(plan.signals) if plan is not None else None
+    return parse_scenario(text, source=source, known_signals=known)

@@ -9,14 +9,15 @@ scenario's start (`30m`, `2d`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from phases.documents import Problem, parse_document
-from phases.durations import Duration
+from phases.durations import Duration, format_duration
 from phases.observations import CommandKind
 
 
@@ -37,11 +38,16 @@ class Interval(_Strict):
     start: Duration = Field(alias="from")
     end: Duration = Field(alias="to")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Interval:
-        if self.end <= self.start:
-            raise ValueError("'to' must be after 'from'")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        # Checked on `to` (not on the whole interval) so that the error names that field.
+        start = info.data.get("start")
+        if isinstance(start, timedelta) and value <= start:
+            raise ValueError(
+                f"'to' ({format_duration(value)}) must be after 'from' ({format_duration(start)})"
+            )
+        return value
 
 
 class AlertInterval(Interval):
@@ -148,10 +154,19 @@ class Scenario(_Strict):
         return value
 
 
-def check_scenario(scenario: Scenario) -> list[Problem]:
-    """Rules across a scenario's fields: timelines start at 0 and move forward."""
+def check_scenario(
+    scenario: Scenario, known_signals: Collection[str] | None = None
+) -> list[Problem]:
+    """Rules across a scenario's fields: timelines move forward and name signals of the plan."""
     problems: list[Problem] = []
     for name, points in scenario.signals.items():
+        if known_signals is not None and name not in known_signals:
+            problems.append(
+                Problem(
+                    ("signals", name),
+                    f"the plan defines no signal {name!r} (its signals: {', '.join(sorted(known_signals))})",
+                )
+            )
         if not points:
             problems.append(Problem(("signals", name), "a timeline needs at least one point"))
             continue
@@ -167,6 +182,17 @@ def check_scenario(scenario: Scenario) -> list[Problem]:
     return problems
 
 
-def parse_scenario(text: str, *, source: str) -> Scenario:
-    """Parse and check a scenario's YAML text; raise DocumentError naming every problem."""
-    return parse_document(text, Scenario, source=source, kind="scenario", checks=check_scenario)
+def parse_scenario(
+    text: str, *, source: str, known_signals: Collection[str] | None = None
+) -> Scenario:
+    """Parse and check a scenario's YAML text; raise DocumentError naming every problem.
+
+    With `known_signals`, scripting a signal the plan does not define is a problem too.
+    """
+    return parse_document(
+        text,
+        Scenario,
+        source=source,
+        kind="scenario",
+        checks=lambda scenario: check_scenario(scenario, known_signals),
+    )

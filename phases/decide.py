@@ -51,6 +51,7 @@ _TRIGGER_STATES = frozenset(
         StepState.PAUSED,
     }
 )
+_NO_APPROVALS = ApprovalCount((), ())
 _READY_STATES = frozenset({StepState.SOAKING, StepState.AWAITING_APPROVAL, StepState.STALLED})
 
 
@@ -97,6 +98,17 @@ class _Tick:
         self.transitions: list[TransitionRecord] = []
         self.blockers: list[str] = []
         self._step = self.machines.table.get(status.step)
+        self._expected_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
+        self._expected_value: tuple[Mapping[str, str], str] = ({}, "")
+
+    def _expected(self) -> tuple[Mapping[str, str], str]:
+        """The expected flags, computed again only when the step or the overrides change."""
+        overrides = self.status.flag_overrides
+        key = (self.status.step, tuple(sorted(overrides.items())) if overrides else ())
+        if self._expected_key != key:
+            self._expected_key = key
+            self._expected_value = expected_flags(self.step, self.status)
+        return self._expected_value
 
     @property
     def step(self) -> Step:
@@ -126,7 +138,7 @@ class _Tick:
         """Level-triggered: every tick asks for the step's flags; the target skips what matches."""
         if self.status.state is StepState.ABORTED:
             return
-        flags, flags_hash = expected_flags(self.step, self.status)
+        flags, flags_hash = self._expected()
         self.actions.append(SetFlags(flags, flags_hash))
         self.actions.append(RestartWorkloads(flags_hash))
 
@@ -221,6 +233,8 @@ class _Tick:
     # commands -----------------------------------------------------------------
 
     def _handle_commands(self) -> None:
+        if not self.seen.commands:
+            return
         handled = set(self.status.commands_handled)
         for command in sorted(self.seen.commands, key=lambda c: (c.issued_at, c.id)):
             if command.id in handled or self.status.state is StepState.ABORTED:
@@ -413,7 +427,7 @@ class _Tick:
             )
 
     def _apply_step(self) -> None:
-        _flags, flags_hash = expected_flags(self.step, self.status)
+        _flags, flags_hash = self._expected()
         if self.seen.target.flags_hash != flags_hash:
             self.blockers.append(f"applying flags {flags_hash} to the target")
             return
@@ -447,7 +461,7 @@ class _Tick:
             return f"holding: {target.rollout_problem}"
         if not target.rolled_out:
             return "waiting for the workloads to finish rolling out"
-        expected = expected_flags(self.step, self.status)[0].get("STAGE_VALIDATION_MODE", "")
+        expected = self._expected()[0].get("STAGE_VALIDATION_MODE", "")
         seen = ", ".join(target.observed_modes or ()) or "nothing"
         return f"waiting for the app to report mode {expected} (it reports {seen})"
 
@@ -457,12 +471,12 @@ class _Tick:
             return False
         if self.plan.observed_mode is None:
             return True
-        expected = expected_flags(self.step, self.status)[0].get("STAGE_VALIDATION_MODE")
+        expected = self._expected()[0].get("STAGE_VALIDATION_MODE")
         modes = target.observed_modes
         return bool(modes) and all(mode == expected for mode in modes or ())
 
     def _drifted(self) -> bool:
-        _flags, flags_hash = expected_flags(self.step, self.status)
+        _flags, flags_hash = self._expected()
         seen = self.seen.target.flags_hash
         if seen == flags_hash:
             return False
@@ -480,6 +494,8 @@ class _Tick:
 
     def _run_jobs(self) -> None:
         step = self.step
+        if not step.jobs:
+            return
         jobs = dict(self.status.jobs)
         for spec in step.jobs:
             record = jobs.get(spec.name)
@@ -599,6 +615,8 @@ class _Tick:
 
     def _approvals(self) -> ApprovalCount:
         status = self.status
+        if not self.seen.approvals:
+            return _NO_APPROVALS
         count = count_approvals(
             self.seen.approvals,
             rollout_uid=self.seen.rollout_uid,

@@ -8,9 +8,9 @@ module parses text; reading files is the caller's business.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -75,23 +75,23 @@ def parse_document(
     """Parse YAML text into `model`, running `checks` after; raise DocumentError on any problem."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        duplicates = list(_duplicate_keys(root))
+        if duplicates:
+            raise DocumentError(source, kind, duplicates)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = " ".join(part for part in (error.context, error.problem) if part)
-        raise DocumentError(source, kind, [Located((), f"YAML syntax: {reason}", line)]) from None
+        raise DocumentError(source, kind, [_syntax_problem(error, text)]) from None
     except yaml.YAMLError as error:
         raise DocumentError(source, kind, [Located((), f"YAML: {error}", None)]) from None
     if not isinstance(data, dict):
-        found = "an empty document" if data is None else f"a {type(data).__name__}"
+        found = "an empty document" if data is None else _found(data)
         raise DocumentError(
             source, kind, [Located((), f"expected a mapping at the top, found {found}", 1)]
         )
     try:
         parsed = model.model_validate(data)
     except ValidationError as error:
-        located = [_locate_validation(item, data, root) for item in error.errors()]
+        located = _locate_validation_errors(error.errors(), data, root, model)
         raise DocumentError(source, kind, located) from None
     if checks is not None:
         problems = [Located(p.path, p.message, _line_of(root, p.path)) for p in checks(parsed)]
@@ -100,22 +100,179 @@ def parse_document(
     return parsed
 
 
+def _syntax_problem(error: yaml.MarkedYAMLError, text: str) -> Located:
+    """One YAML syntax problem: what is wrong, on the line where it was found."""
+    mark = error.problem_mark or error.context_mark
+    line = mark.line + 1 if mark is not None else None
+    if line is not None:
+        # The end of the stream lies past the last line; point at the last line instead.
+        line = min(line, max(1, len(text.splitlines())))
+    problem = error.problem or "invalid YAML"
+    context = error.context
+    context_line = error.context_mark.line + 1 if error.context_mark is not None else None
+    if context and context_line is not None:
+        if problem.startswith("but "):
+            reason = f"{context} (line {context_line}), {problem}"
+        elif context_line != line:
+            reason = f"{problem} ({context} started on line {context_line})"
+        else:
+            reason = f"{problem} ({context})"
+    else:
+        reason = problem
+    return Located((), f"YAML syntax: {reason}", line)
+
+
+def _duplicate_keys(root: yaml.Node | None) -> Iterator[Located]:
+    """Keys written twice in one mapping: YAML would silently keep only the last value."""
+    seen_nodes: set[int] = set()
+    pending: list[tuple[yaml.Node, Path]] = [(root, ())] if root is not None else []
+    while pending:
+        node, path = pending.pop(0)
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_lines: dict[str, int] = {}
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag.endswith(":merge"):
+                    continue
+                name = str(key.value)
+                line = key.start_mark.line + 1
+                if name in first_lines:
+                    yield Located(
+                        (*path, name),
+                        f"key {name!r} appears twice in one mapping (first on line "
+                        f"{first_lines[name]}); remove one, YAML would keep only the last",
+                        line,
+                    )
+                else:
+                    first_lines[name] = line
+                pending.append((value, (*path, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, (*path, index)) for index, item in enumerate(node.value))
+
+
+_FOUND_TYPES = frozenset(
+    {
+        "literal_error",
+        "enum",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "multiple_of",
+    }
+)
+_SCALAR_NAMES = {
+    "float": "a number",
+    "int": "a whole number",
+    "str": "a string",
+    "bool": "true/false",
+}
+
+
+def _locate_validation_errors(
+    items: Sequence[Any], data: Any, root: yaml.Node | None, model: type[BaseModel]
+) -> list[Located]:
+    """Pydantic's errors as located problems, one per field.
+
+    A value that fits no member of a union (`float | AdaptiveThreshold`) makes pydantic
+    report one error per member. When the value went into a member (a mapping with a
+    bad key), only that member's errors are kept; otherwise the members are named in
+    a single "expected A or B" problem.
+    """
+    members: dict[Path, list[str]] = {}
+    deep: set[Path] = set()
+    entries: list[tuple[Path | None, Any]] = []
+    for item in items:
+        path, site, member = _data_path(
+            tuple(item["loc"]), data, keep_last=item["type"] == "missing"
+        )
+        if site is None or member is None or len(path) > len(site):
+            if site is not None:
+                deep.add(site)
+            entries.append((None, item))
+            continue
+        if site not in members:
+            entries.append((site, item))
+        members.setdefault(site, []).append(member)
+    located: list[Located] = []
+    for site, item in entries:
+        if site is None or (site not in deep and len(members[site]) == 1):
+            located.append(_locate_validation(item, data, root))
+        elif site not in deep:
+            named = [_member_text(name, model) for name in members[site]]
+            wanted = ", ".join(named[:-1]) + f" or {named[-1]}"
+            message = f"expected {wanted}, not {_found(item['input'])}"
+            located.append(Located(site, message, _line_of(root, site)))
+    return located
+
+
 def _locate_validation(item: Any, data: Any, root: yaml.Node | None) -> Located:
-    path = _data_path(tuple(item["loc"]), data, keep_last=item["type"] == "missing")
+    path, _site, _member = _data_path(tuple(item["loc"]), data, keep_last=item["type"] == "missing")
     message = str(item["msg"])
-    if item["type"] == "extra_forbidden":
+    kind = str(item["type"])
+    if kind == "extra_forbidden":
         message = f"unknown field {path[-1]!r}" if path else "unknown field"
-    elif item["type"] == "missing":
+    elif kind == "missing":
         message = f"required field {path[-1]!r} is missing" if path else "required field missing"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
+    elif kind.endswith("_kind") and isinstance(item.get("input"), dict):
+        keys = ", ".join(str(key) for key in item["input"])
+        message = f"{message}; found keys {keys}" if keys else f"{message}; found no keys"
+    elif kind in _FOUND_TYPES or kind.endswith(("_type", "_parsing", "_kind")):
+        message = f"{message}, not {_found(item.get('input'))}"
     line = _line_of(root, path)
     return Located(path, message, line)
 
 
-def _data_path(loc: Path, data: Any, *, keep_last: bool) -> Path:
-    """Drop the parts of a pydantic location that name union members, not data keys."""
+def _found(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(str(key) for key in value)
+        return f"a mapping with keys {keys}" if keys else "an empty mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "an empty value (null)"
+    return repr(value)
+
+
+def _member_text(name: str, model: type[BaseModel]) -> str:
+    if name in _SCALAR_NAMES:
+        return _SCALAR_NAMES[name]
+    found = _models_in(model).get(name)
+    if found is not None:
+        fields = ", ".join(info.alias or field for field, info in found.model_fields.items())
+        return f"a mapping with keys {fields}"
+    return name
+
+
+def _models_in(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """Every model reachable from `model`'s fields, by class name."""
+    found: dict[str, type[BaseModel]] = {}
+    pending: list[Any] = [model]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if current.__name__ in found:
+                continue
+            found[current.__name__] = current
+            pending.extend(info.annotation for info in current.model_fields.values())
+        else:
+            pending.extend(get_args(current))
+    return found
+
+
+def _data_path(loc: Path, data: Any, *, keep_last: bool) -> tuple[Path, Path | None, str | None]:
+    """Drop the parts of a pydantic location that name union members, not data keys.
+
+    Returns the data path, and where a union member was named (the data path up to
+    it, and the member's name), if one was.
+    """
     kept: list[str | int] = []
+    site: Path | None = None
+    member: str | None = None
     node = data
     for position, part in enumerate(loc):
         child = _child(node, part)
@@ -124,7 +281,9 @@ def _data_path(loc: Path, data: Any, *, keep_last: bool) -> Path:
             node = child
         elif position == len(loc) - 1 and keep_last:
             kept.append(part)
-    return tuple(kept)
+        elif site is None and isinstance(part, str) and not part.endswith(":kind"):
+            site, member = tuple(kept), part
+    return tuple(kept), site, member
 
 
 _ABSENT = object()

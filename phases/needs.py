@@ -75,10 +75,8 @@ class Needs:
     alerts: tuple[AlertCheck, ...] = ()
     baselines: tuple[BaselineCheck, ...] = ()
     mode_query: str | None = None
-
-    @property
-    def alert_names(self) -> tuple[str, ...]:
-        return tuple(sorted({name for check in self.alerts for name in check.alerts}))
+    alert_names: tuple[str, ...] = ()
+    """Every alert name the checks read, sorted: one query answers them all."""
 
 
 _GATE_STATES = IN_EFFECT_STATES
@@ -121,7 +119,18 @@ def needs_of(plan: Plan, status: RolloutStatus, now: datetime, *, idle_gates: bo
     mode_query = None
     if plan.observed_mode is not None and status.state in _MODE_STATES:
         mode_query = plan.signals[plan.observed_mode.signal].query
-    return Needs(windows, alerts, baselines, mode_query)
+    return Needs(windows, alerts, baselines, mode_query, _alert_names(alerts))
+
+
+_ALERT_NAMES: dict[tuple[AlertCheck, ...], tuple[str, ...]] = {}
+
+
+def _alert_names(alerts: tuple[AlertCheck, ...]) -> tuple[str, ...]:
+    names = _ALERT_NAMES.get(alerts)
+    if names is None:
+        names = tuple(sorted({name for check in alerts for name in check.alerts}))
+        _ALERT_NAMES[alerts] = names
+    return names
 
 
 def _static_checks(
@@ -171,7 +180,7 @@ def judge(
     gap = plan.evaluation.gap_tolerance
     gates: dict[str, Verdict] = {}
     triggers: dict[str, Verdict] = {}
-    baselines = tuple(sorted(status.baselines.items()))
+    baselines = tuple(sorted(status.baselines.items())) if status.baselines else ()
     for check in needs.windows:
         summary = summaries.get((check.query, check.window))
         if summary is None:
@@ -192,7 +201,8 @@ def judge(
 
 
 _JUDGED: dict[
-    tuple[WindowCheck, WindowSummary, tuple[tuple[str, float], ...], timedelta], Verdict
+    tuple[int, int, tuple[tuple[str, float], ...], timedelta],
+    tuple[WindowCheck, WindowSummary, Verdict],
 ] = {}
 _JUDGED_LIMIT = 4096
 
@@ -203,17 +213,22 @@ def _judge_window(
     baselines: tuple[tuple[str, float], ...],
     gap: timedelta,
 ) -> Verdict:
-    """Judge one window; verdicts are pure, so a steady signal is judged once."""
-    key = (check, summary, baselines, gap)
-    verdict = _JUDGED.get(key)
-    if verdict is None:
-        if isinstance(check.condition, SignalGate):
-            verdict = judge_gate(check.condition, summary, dict(baselines), gap)
-        else:
-            verdict = judge_trigger(check.condition, summary, dict(baselines), gap)
-        if len(_JUDGED) >= _JUDGED_LIMIT:
-            _JUDGED.clear()
-        _JUDGED[key] = verdict
+    """Judge one window; verdicts are pure, so a steady signal is judged once.
+
+    Checks and steady summaries are shared objects, so the memo is keyed by their
+    identity (cheap) and keeps them alive, so that an id is never reused while cached.
+    """
+    key = (id(check), id(summary), baselines, gap)
+    hit = _JUDGED.get(key)
+    if hit is not None and hit[0] is check and hit[1] is summary:
+        return hit[2]
+    if isinstance(check.condition, SignalGate):
+        verdict = judge_gate(check.condition, summary, dict(baselines), gap)
+    else:
+        verdict = judge_trigger(check.condition, summary, dict(baselines), gap)
+    if len(_JUDGED) >= _JUDGED_LIMIT:
+        _JUDGED.clear()
+    _JUDGED[key] = (check, summary, verdict)
     return verdict
 
 

@@ -23,8 +23,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from phases.durations import Duration
@@ -216,15 +216,22 @@ class Freeze(StrictModel):
     end: datetime
     reason: str = ""
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Freeze:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-12-24T00:00:00Z")
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("start")
+        if start is not None and value <= start:
             raise ValueError(
-                "freeze start and end need a time zone offset, e.g. 2026-12-24T00:00:00Z"
+                f"freeze end {value.isoformat()} must be after its start {start.isoformat()}"
             )
-        if self.end <= self.start:
-            raise ValueError("freeze end must be after its start")
-        return self
+        return value
 
 
 class PromotionWindow(StrictModel):
@@ -247,11 +254,34 @@ class PromotionWindow(StrictModel):
             ) from None
         return value
 
-    @model_validator(mode="after")
-    def _ordered(self) -> PromotionWindow:
-        if self.end <= self.start:
-            raise ValueError("promotion window end must be after its start on the same day")
-        return self
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            hours, minutes = divmod(value, 60)
+            raise ValueError(
+                f"YAML read an unquoted time as the number {value}; quote it: '{hours:02d}:{minutes:02d}'"
+            )
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _naive(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError(
+                "give a local time without an offset; the window's timezone field applies"
+            )
+        return value
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: time, info: ValidationInfo) -> time:
+        start = info.data.get("start")
+        if start is not None and value <= start:
+            raise ValueError(
+                f"promotion window end {value:%H:%M} must be after its start {start:%H:%M} on the same day"
+            )
+        return value
 
 
 class BaselineCapture(StrictModel):

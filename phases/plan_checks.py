@@ -56,13 +56,16 @@ def _step_specs(plan: Plan) -> Iterator[tuple[Path, Phase, StepSpec]]:
 
 def _check_ids(plan: Plan) -> Iterator[Problem]:
     seen_phases: set[str] = set()
+    reported: set[Path] = set()
     for p, phase in enumerate(plan.phases):
         if phase.id in seen_phases:
+            reported.add(("phases", p, "id"))
             yield Problem(("phases", p, "id"), f"phase id {phase.id!r} appears twice")
         seen_phases.add(phase.id)
     seen_steps: set[str] = set()
     for path, _phase, spec in _step_specs(plan):
-        if spec.id in seen_steps:
+        # A phase without steps is its own step: a repeated phase id is reported once.
+        if spec.id in seen_steps and (*path, "id") not in reported:
             yield Problem((*path, "id"), f"step id {spec.id!r} appears twice")
         seen_steps.add(spec.id)
 

@@ -41,7 +41,6 @@ class WindowSummary:
     minimum: float = math.nan
     maximum: float = math.nan
     last: float = math.nan
-    mean: float = math.nan
     largest_gap: timedelta = timedelta(0)
     non_finite: int = 0
     series: int = 1
@@ -66,7 +65,6 @@ class WindowSummary:
             minimum=min(finite, default=math.nan),
             maximum=max(finite, default=math.nan),
             last=values[-1],
-            mean=sum(finite) / len(finite) if finite else math.nan,
             largest_gap=largest_gap,
             non_finite=len(values) - len(finite),
         )

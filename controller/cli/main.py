@@ -148,14 +148,9 @@ def simulate_command(
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
     loaded = _plan(plan)
     try:
-        story = load_scenario(scenario)
+        story = load_scenario(scenario, loaded)
     except (DocumentError, NotFound) as error:
         fail(str(error))
-    unknown = sorted(set(story.signals) - set(loaded.signals))
-    if unknown:
-        fail(
-            f"scenario {story.name} scripts signals the plan does not define: {', '.join(unknown)} (plan signals: {', '.join(sorted(loaded.signals))})"
-        )
     result = simulate(loaded, story)
     start = story.start.timestamp()
     if plot is not None:
