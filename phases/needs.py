@@ -82,9 +82,8 @@ class Needs:
 _GATE_STATES = IN_EFFECT_STATES
 _TRIGGER_STATES = IN_EFFECT_STATES | {StepState.VERIFYING}
 _MODE_STATES = frozenset({StepState.APPLYING, StepState.VERIFYING, StepState.ROLLING_BACK})
-_STATIC: dict[
-    tuple[str, str, bool, bool, bool], tuple[tuple[WindowCheck, ...], tuple[AlertCheck, ...]]
-] = {}
+_Checks = tuple[tuple[WindowCheck, ...], tuple[AlertCheck, ...], tuple[str, ...]]
+_STATIC: dict[tuple[str, str, bool, bool, bool], _Checks] = {}
 
 
 def needs_of(plan: Plan, status: RolloutStatus, now: datetime, *, idle_gates: bool = True) -> Needs:
@@ -107,7 +106,7 @@ def needs_of(plan: Plan, status: RolloutStatus, now: datetime, *, idle_gates: bo
         and not status.hold_for_approval
         and now - applied_at <= step.degradation_window + step.longest_trigger
     )
-    windows, alerts = _static_checks(plan, step, gates, triggers, window_open)
+    windows, alerts, alert_names = _static_checks(plan, step, gates, triggers, window_open)
     baselines: tuple[BaselineCheck, ...] = ()
     in_effect_at = status.in_effect_at
     soaked = in_effect_at is not None and status.soak_elapsed(now) >= step.min_duration
@@ -119,23 +118,12 @@ def needs_of(plan: Plan, status: RolloutStatus, now: datetime, *, idle_gates: bo
     mode_query = None
     if plan.observed_mode is not None and status.state in _MODE_STATES:
         mode_query = plan.signals[plan.observed_mode.signal].query
-    return Needs(windows, alerts, baselines, mode_query, _alert_names(alerts))
-
-
-_ALERT_NAMES: dict[tuple[AlertCheck, ...], tuple[str, ...]] = {}
-
-
-def _alert_names(alerts: tuple[AlertCheck, ...]) -> tuple[str, ...]:
-    names = _ALERT_NAMES.get(alerts)
-    if names is None:
-        names = tuple(sorted({name for check in alerts for name in check.alerts}))
-        _ALERT_NAMES[alerts] = names
-    return names
+    return Needs(windows, alerts, baselines, mode_query, alert_names)
 
 
 def _static_checks(
     plan: Plan, step: Step, gates: bool, triggers: bool, window_open: bool
-) -> tuple[tuple[WindowCheck, ...], tuple[AlertCheck, ...]]:
+) -> _Checks:
     """The step's checks; degradation-window triggers only while that window is open."""
     cache_key = (plan.content_hash, step.id, gates, triggers, window_open)
     cached = _STATIC.get(cache_key)
@@ -161,7 +149,8 @@ def _static_checks(
             )
         elif isinstance(trigger, AlertTrigger):
             alerts.append(AlertCheck("trigger", trigger.key, (trigger.alert_firing,)))
-    built = (tuple(windows), tuple(alerts))
+    names = tuple(sorted({name for check in alerts for name in check.alerts}))
+    built = (tuple(windows), tuple(alerts), names)
     _STATIC[cache_key] = built
     return built
 
