@@ -18,7 +18,10 @@ def plot_simulation(result: SimulationResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    signals = result.scenario.signals
+    scenario = result.scenario
+    if scenario is None:
+        raise ValueError("a simulation plot needs the scenario the simulation ran")
+    signals = scenario.signals
     end_hours = (result.final_time_seconds or 1.0) / 3600
     fig, axes = plt.subplots(
         1 + len(signals), 1, sharex=True, figsize=(11, 2.2 * (1 + len(signals)))
@@ -32,13 +35,13 @@ def plot_simulation(result: SimulationResult, path: Path) -> None:
     )
     percent_axis.set_ylabel("ENFORCEMENT_PERCENT")
     percent_axis.set_ylim(-5, 105)
-    percent_axis.set_title(f"{result.plan.name} — scenario {result.scenario.name}")
+    percent_axis.set_title(f"{result.plan.name} — scenario {scenario.name}")
     for axis, (name, points) in zip(axes_list[1:], signals.items(), strict=True):
         xs = [p.at.total_seconds() / 3600 for p in points] + [end_hours]
         ys = [p.value if p.value is not None else float("nan") for p in points]
         axis.step(xs, [*ys, ys[-1]], where="post", color="tab:orange")
         axis.set_ylabel(name, fontsize=8)
-        for outage in result.scenario.outages:
+        for outage in scenario.outages:
             axis.axvspan(
                 outage.start.total_seconds() / 3600, outage.end.total_seconds() / 3600, color="0.85"
             )

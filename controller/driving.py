@@ -1,0 +1,118 @@
+"""The tick loop every virtual-clock driver shares: observe, decide, act, record.
+
+`simulate` and `replay` differ only in the adapters they hand to `drive`: scripted
+timelines or a real Prometheus queried at past times. The loop itself, and every
+decision in it, is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from controller.clock import VirtualClock
+from controller.observing import actuate, observe
+from controller.ports import Jobs, MetricsSource, People, Target
+from controller.scripted_world import InMemoryTarget
+from phases.actions import Event
+from phases.decide import decide, expected_flags
+from phases.needs import needs_of
+from phases.plan import Plan
+from phases.status import TERMINAL_STATES, RolloutStatus, TransitionRecord, initial_status
+from phases.steps import steps_of
+
+
+class Watcher(Protocol):
+    """People who react to the status (an automatic approver)."""
+
+    def watch(self, status: RolloutStatus, at: datetime) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """What a run did: its transitions, events, final status and the target's counters."""
+
+    plan: Plan
+    start: datetime
+    final: RolloutStatus
+    ticks: int = 0
+    transitions: list[TransitionRecord] = field(default_factory=list)
+    events: list[tuple[float, Event]] = field(default_factory=list)
+    percent_changes: list[tuple[float, int]] = field(default_factory=list)
+    final_time_seconds: float = 0.0
+    flag_writes: int = 0
+    restarts: int = 0
+
+    @property
+    def final_percent(self) -> int:
+        step = steps_of(self.plan).get(self.final.step)
+        return int(expected_flags(step, self.final)[0].get("ENFORCEMENT_PERCENT", "0"))
+
+
+@dataclass(frozen=True)
+class World:
+    """The adapters a run observes and acts through."""
+
+    rollout_uid: str
+    metrics: MetricsSource
+    target: InMemoryTarget
+    people: People
+    jobs: Jobs
+    watchers: tuple[Watcher, ...] = ()
+
+
+def drive(
+    plan: Plan,
+    world: World,
+    *,
+    start: datetime,
+    end: datetime,
+    tick: timedelta,
+    idle_gates: bool = False,
+    on_tick: Callable[[datetime, RolloutStatus], None] | None = None,
+) -> RunResult:
+    """Tick from `start` until the rollout ends or the next tick would pass `end`."""
+    clock = VirtualClock(start)
+    target: Target = world.target
+    status = initial_status(plan.content_hash, steps_of(plan).first.id, start)
+    result = RunResult(plan=plan, start=start, final=status)
+    last_percent: int | None = None
+    while True:
+        now = clock.now()
+        needs = needs_of(plan, status, now, idle_gates=idle_gates)
+        seen = observe(
+            plan,
+            status,
+            needs,
+            now,
+            rollout_uid=world.rollout_uid,
+            metrics=world.metrics,
+            target=target,
+            people=world.people,
+            jobs=world.jobs,
+        )
+        decision = decide(plan, status, seen, now)
+        status = decision.status
+        actuate(decision.actions, now, target=target, jobs=world.jobs)
+        for watcher in world.watchers:
+            watcher.watch(status, now)
+        offset = (now - start).total_seconds()
+        result.ticks += 1
+        result.transitions.extend(decision.transitions)
+        result.events.extend((offset, event) for event in decision.events)
+        result.final_time_seconds = offset
+        percent = int(world.target.flags.get("ENFORCEMENT_PERCENT", "0"))
+        if percent != last_percent:
+            result.percent_changes.append((offset, percent))
+            last_percent = percent
+        if on_tick is not None:
+            on_tick(now, status)
+        if status.state in TERMINAL_STATES or now + tick > end:
+            break
+        clock.advance(tick)
+    result.final = status
+    result.flag_writes = world.target.flag_writes
+    result.restarts = world.target.restarts
+    return result
