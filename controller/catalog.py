@@ -52,9 +52,14 @@ def _read(
     )
 
 
+def read_plan(reference: str = DEFAULT_PLAN) -> tuple[str, str]:
+    """A plan's YAML text and the name to report it by."""
+    return _read(reference, "phases", "plans", "plan", bundled_plans())
+
+
 def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
     """A plan from a file path or a bundled plan's name; DocumentError when invalid."""
-    text, source = _read(reference, "phases", "plans", "plan", bundled_plans())
+    text, source = read_plan(reference)
     return parse_plan(text, source=source)
 
 

@@ -7,14 +7,14 @@ decision in it, is the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from controller.clock import VirtualClock
 from controller.observing import actuate, observe
-from controller.ports import Jobs, MetricsSource, People, Target
+from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.scripted_world import InMemoryTarget
 from phases.actions import Event
 from phases.decide import decide, expected_flags
@@ -22,6 +22,13 @@ from phases.needs import needs_of
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus, TransitionRecord, initial_status
 from phases.steps import steps_of
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A metrics source that reads a tick's windows together, each distinct one once."""
+
+    def prefetch(self, requests_: Iterable[WindowRequest], at: datetime) -> None: ...
 
 
 class Watcher(Protocol):
@@ -79,9 +86,12 @@ def drive(
     status = initial_status(plan.content_hash, steps_of(plan).first.id, start)
     result = RunResult(plan=plan, start=start, final=status)
     last_percent: int | None = None
+    prefetching = world.metrics if isinstance(world.metrics, Prefetching) else None
     while True:
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
+        if prefetching is not None and needs.windows:
+            prefetching.prefetch((WindowRequest(c.query, c.window) for c in needs.windows), now)
         seen = observe(
             plan,
             status,

@@ -7,6 +7,7 @@ Each port has a live adapter (Prometheus, Kubernetes) and a scripted one for
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -14,6 +15,14 @@ from phases.actions import RestartWorkloads, SetFlags, StartJob
 from phases.needs import AlertReading
 from phases.observations import Approval, Command, JobObservation, TargetState
 from phases.verdicts import WindowSummary
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRequest:
+    """One (query, window) a tick needs, ending at the tick's evaluation time."""
+
+    query: str
+    window: timedelta
 
 
 class MetricsSource(Protocol):

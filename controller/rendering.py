@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phases.durations import format_duration
 from phases.plan import AlertsGate, JobGate, Plan, SignalGate, SignalTrigger
 from phases.status import TransitionRecord
 from phases.steps import GateSpec, TriggerSpec, steps_of
+
+if TYPE_CHECKING:
+    from controller.driving import RunResult
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -127,3 +130,43 @@ def transition_json(t: TransitionRecord, start_seconds: float) -> dict[str, Any]
         "by": t.by,
         "approvals": list(t.approvals),
     }
+
+
+def run_document(result: RunResult) -> dict[str, Any]:
+    """The JSON shape shared by `simulate` and `replay`."""
+    start = result.start.timestamp()
+    return {
+        "plan": result.plan.name,
+        "plan_hash": result.plan.content_hash,
+        "start": result.start.isoformat(),
+        "ticks": result.ticks,
+        "simulated_seconds": result.final_time_seconds,
+        "final_step": result.final.step,
+        "final_status": result.final.state.value,
+        "final_percent": result.final_percent,
+        "final_reason": result.final.reason,
+        "flag_writes": result.flag_writes,
+        "restarts": result.restarts,
+        "transitions": [transition_json(t, start) for t in result.transitions],
+        "events": [
+            {
+                "at_seconds": at,
+                "kind": e.kind.value,
+                "step": e.step,
+                "message": e.message,
+                "warning": e.warning,
+            }
+            for at, e in result.events
+        ],
+    }
+
+
+def run_table(result: RunResult) -> str:
+    """The timeline table shared by `simulate` and `replay`, with its closing line."""
+    rows = transition_rows(result.transitions, result.start.timestamp())
+    closing = (
+        f"\nended at {elapsed(result.final_time_seconds)}: step {result.final.step}, {result.final.state.value}, "
+        f"ENFORCEMENT_PERCENT={result.final_percent} ({result.ticks} ticks, {result.flag_writes} flag writes, "
+        f"{result.restarts} restarts)"
+    )
+    return table(["time", "from", "to", "trigger", "why"], rows) + "\n" + closing

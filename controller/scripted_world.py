@@ -60,14 +60,67 @@ class InMemoryTarget:
         return TargetState(flags_hash=flags_hash, rolled_out=rolled_out, observed_modes=modes)
 
 
+class AutoApprover:
+    """Approves any step that waits for approval, `delay` after it started waiting.
+
+    It plays the people of a simulation or a replay: it watches the status as a
+    person would and leaves steps listed in `withhold` waiting for ever.
+    """
+
+    def __init__(
+        self,
+        rollout_uid: str,
+        plan_hash: str,
+        *,
+        delay: timedelta = timedelta(0),
+        approver: str = "automatic-approver",
+        withhold: Sequence[str] = (),
+    ) -> None:
+        self._rollout_uid = rollout_uid
+        self._plan_hash = plan_hash
+        self._delay = delay
+        self._approver = approver
+        self._withhold = frozenset(withhold)
+        self._waiting_since: dict[tuple[str, datetime], datetime] = {}
+        self.given: list[Approval] = []
+
+    def watch(self, status: RolloutStatus, at: datetime) -> None:
+        if status.state is not StepState.AWAITING_APPROVAL or status.step in self._withhold:
+            return
+        key = (status.step, status.step_entered_at)
+        since = self._waiting_since.setdefault(key, at)
+        if at - since >= self._delay and not any(
+            a.step == status.step and a.created_at >= status.step_entered_at for a in self.given
+        ):
+            self.given.append(
+                Approval(
+                    id=f"auto-approval-{len(self.given) + 1}",
+                    rollout_uid=self._rollout_uid,
+                    step=status.step,
+                    plan_hash=self._plan_hash,
+                    approver=self._approver,
+                    created_at=at,
+                    reason="approved automatically",
+                )
+            )
+
+
 class ScriptedPeople:
     """Approvals and commands from the scenario; automatic approvals watch the status."""
 
     def __init__(self, scenario: Scenario, plan_hash: str) -> None:
-        self._scenario = scenario
-        self._plan_hash = plan_hash
-        self._auto: list[Approval] = []
-        self._waiting_since: dict[tuple[str, datetime], datetime] = {}
+        auto = scenario.approvals.auto
+        self.auto = (
+            AutoApprover(
+                scenario.rollout_uid,
+                plan_hash,
+                delay=auto.delay,
+                approver=auto.approver,
+                withhold=auto.withhold,
+            )
+            if auto is not None
+            else None
+        )
         self._scripted = [
             Approval(
                 id=f"approval-{index}",
@@ -97,34 +150,14 @@ class ScriptedPeople:
 
     def watch(self, status: RolloutStatus, at: datetime) -> None:
         """Let the automatic approver see the rollout, as a person watching status would."""
-        auto = self._scenario.approvals.auto
-        if (
-            auto is None
-            or status.state is not StepState.AWAITING_APPROVAL
-            or status.step in auto.withhold
-        ):
-            return
-        key = (status.step, status.step_entered_at)
-        since = self._waiting_since.setdefault(key, at)
-        if at - since >= auto.delay and not any(
-            a.step == status.step and a.created_at >= status.step_entered_at for a in self._auto
-        ):
-            self._auto.append(
-                Approval(
-                    id=f"auto-approval-{len(self._auto) + 1}",
-                    rollout_uid=self._scenario.rollout_uid,
-                    step=status.step,
-                    plan_hash=self._plan_hash,
-                    approver=auto.approver,
-                    created_at=at,
-                    reason="approved automatically by the scenario",
-                )
-            )
+        if self.auto is not None:
+            self.auto.watch(status, at)
 
     def approvals(self, at: datetime) -> Sequence[Approval]:
-        if not self._scripted and not self._auto:
+        given = self.auto.given if self.auto is not None else []
+        if not self._scripted and not given:
             return ()
-        return [a for a in (*self._scripted, *self._auto) if a.created_at <= at]
+        return [a for a in (*self._scripted, *given) if a.created_at <= at]
 
     def commands(self, at: datetime) -> Sequence[Command]:
         if not self._commands:

@@ -100,6 +100,17 @@ def parse_document(
     return parsed
 
 
+def locate(text: str, source: str, kind: str, problems: Iterable[Problem]) -> DocumentError | None:
+    """Problems found outside parsing (e.g. by Prometheus), located in the document's text."""
+    found = list(problems)
+    if not found:
+        return None
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    return DocumentError(
+        source, kind, [Located(p.path, p.message, _line_of(root, p.path)) for p in found]
+    )
+
+
 def _syntax_problem(error: yaml.MarkedYAMLError, text: str) -> Located:
     """One YAML syntax problem: what is wrong, on the line where it was found."""
     mark = error.problem_mark or error.context_mark

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 import yaml
@@ -23,10 +25,15 @@ from controller.catalog import (
     bundled_scenarios,
     load_plan,
     load_scenario,
+    read_plan,
 )
 from phases.documents import DocumentError
-from phases.durations import format_duration
+from phases.durations import format_duration, parse_duration
 from phases.plan import Plan
+
+if TYPE_CHECKING:
+    from controller.driving import RunResult
+    from controller.prometheus_source import PrometheusSettings
 
 app = typer.Typer(
     name="stagectl",
@@ -49,6 +56,11 @@ class TableOrJson(StrEnum):
     json = "json"
 
 
+class ApprovalChoice(StrEnum):
+    auto = "auto"
+    none = "none"
+
+
 class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
@@ -65,6 +77,32 @@ def _plan(reference: str) -> Plan:
         return load_plan(reference)
     except (DocumentError, NotFound) as error:
         fail(str(error))
+
+
+PrometheusUrl = Annotated[
+    str,
+    typer.Option(
+        "--prometheus",
+        help="Prometheus base URL, e.g. http://127.0.0.1:9090.",
+        envvar="STAGECTL_PROMETHEUS_URL",
+    ),
+]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--bearer-token-file", help="File holding a bearer token (read again when it changes)."
+    ),
+]
+CaFile = Annotated[
+    Path | None, typer.Option("--ca-file", help="CA bundle for an https Prometheus.")
+]
+Insecure = Annotated[
+    bool,
+    typer.Option("--insecure-skip-verify", help="Do not verify the Prometheus TLS certificate."),
+]
+QueryTimeout = Annotated[
+    str, typer.Option("--query-timeout", help="Timeout of one query (e.g. 10s).")
+]
 
 
 PlanArgument = Annotated[
@@ -95,15 +133,69 @@ def plan_show(
 @plan_app.command("validate")
 def plan_validate(
     plan: Annotated[str, typer.Argument(help="A plan file or a bundled plan's name.")],
+    prometheus: Annotated[
+        str | None,
+        typer.Option("--prometheus", help="Also have this Prometheus check every signal's PromQL."),
+    ] = None,
+    bearer_token_file: TokenFile = None,
+    ca_file: CaFile = None,
+    insecure_skip_verify: Insecure = False,
+    query_timeout: QueryTimeout = "10s",
 ) -> None:
     """Check a plan; exit 0 and print its hash when it is valid, 2 with every problem when not."""
     from phases.steps import steps_of
 
     loaded = _plan(plan)
     steps = steps_of(loaded).steps
+    checked = ""
+    if prometheus is not None:
+        checked = _check_queries(
+            plan,
+            loaded,
+            prometheus,
+            bearer_token_file,
+            ca_file,
+            insecure_skip_verify,
+            query_timeout,
+        )
     typer.echo(
-        f"{plan}: valid plan {loaded.name} v{loaded.version}, {len(steps)} steps, hash {loaded.content_hash}"
+        f"{plan}: valid plan {loaded.name} v{loaded.version}, {len(steps)} steps, hash {loaded.content_hash}{checked}"
     )
+
+
+def _check_queries(
+    reference: str,
+    plan: Plan,
+    url: str,
+    bearer_token_file: Path | None,
+    ca_file: Path | None,
+    insecure: bool,
+    timeout: str,
+) -> str:
+    """Have Prometheus evaluate every signal once; fail with each query it rejects, located."""
+    from controller.clock import SystemClock
+    from controller.prometheus_source import PrometheusSource
+    from phases.documents import Problem, locate
+
+    settings = _prometheus_settings(url, timeout, bearer_token_file, ca_file, insecure)
+    source = PrometheusSource(settings, plan.evaluation.resolution)
+    now = SystemClock().now()
+    try:
+        unreachable = source.check_query("vector(1)", now)
+        if unreachable is not None:
+            fail(f"--prometheus {url}: {unreachable}")
+        problems = [
+            Problem(("signals", name, "query"), complaint)
+            for name, signal in plan.signals.items()
+            if (complaint := source.check_query(signal.query, now)) is not None
+        ]
+    finally:
+        source.close()
+    text, source_name = read_plan(reference)
+    error = locate(text, source_name, "plan", problems)
+    if error is not None:
+        fail(str(error))
+    return f"; Prometheus at {url} accepts all {len(plan.signals)} signal queries"
 
 
 @plan_app.command("graph")
@@ -141,7 +233,6 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Run a plan against a scripted scenario on a virtual clock; no cluster needed."""
-    from controller.rendering import elapsed, table, transition_json, transition_rows
     from controller.simulation import simulate
 
     if plot is not None and plot.suffix.lower() != ".png":
@@ -152,53 +243,145 @@ def simulate_command(
     except (DocumentError, NotFound) as error:
         fail(str(error))
     result = simulate(loaded, story)
-    start = story.start.timestamp()
     if plot is not None:
         from controller.plotting import plot_simulation
 
         plot_simulation(result, plot)
-    if output is TableOrJson.json:
-        document = {
-            "plan": loaded.name,
-            "plan_hash": loaded.content_hash,
-            "scenario": story.name,
-            "start": story.start.isoformat(),
-            "ticks": result.ticks,
-            "simulated_seconds": result.final_time_seconds,
-            "final_step": result.final.step,
-            "final_status": result.final.state.value,
-            "final_percent": result.final_percent,
-            "final_reason": result.final.reason,
-            "flag_writes": result.flag_writes,
-            "restarts": result.restarts,
-            "jobs_created": [{"name": n, "attempt": a} for n, a in result.jobs_created],
-            "transitions": [transition_json(t, start) for t in result.transitions],
-            "events": [
-                {
-                    "at_seconds": at,
-                    "kind": e.kind.value,
-                    "step": e.step,
-                    "message": e.message,
-                    "warning": e.warning,
-                }
-                for at, e in result.events
-            ],
-        }
-        typer.echo(json.dumps(document, indent=2))
-        return
-    typer.echo(
-        f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {format_duration(story.tick)}"
-    )
-    typer.echo(
-        table(["time", "from", "to", "trigger", "why"], transition_rows(result.transitions, start))
-    )
-    typer.echo(
-        f"\nended at {elapsed(result.final_time_seconds)}: step {result.final.step}, {result.final.state.value}, "
-        f"ENFORCEMENT_PERCENT={result.final_percent} ({result.ticks} ticks, {result.flag_writes} flag writes, "
-        f"{result.restarts} restarts)"
-    )
-    if plot is not None:
+    extra = {
+        "scenario": story.name,
+        "jobs_created": [{"name": n, "attempt": a} for n, a in result.jobs_created],
+    }
+    title = f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {format_duration(story.tick)}"
+    _print_run(result, output, title, extra)
+    if plot is not None and output is TableOrJson.table:
         typer.echo(f"plot written to {plot}")
+
+
+def _print_run(
+    result: RunResult, output: TableOrJson, title: str, extra: Mapping[str, object]
+) -> None:
+    from controller.rendering import run_document, run_table
+
+    if output is TableOrJson.json:
+        typer.echo(json.dumps({**run_document(result), **extra}, indent=2))
+    else:
+        typer.echo(title)
+        typer.echo(run_table(result))
+
+
+def _moment(option: str, text: str) -> datetime:
+    """An ISO 8601 time with an offset, `now`, or `now-3d` style."""
+    from controller.clock import SystemClock
+
+    cleaned = text.strip()
+    if cleaned.startswith("now"):
+        rest = cleaned[3:]
+        try:
+            offset = parse_duration(rest[1:]) if rest else timedelta(0)
+        except ValueError as error:
+            fail(f"{option} {text!r}: {error}")
+        if rest and rest[0] not in "+-":
+            fail(f"{option} {text!r}: write now, now-3d or now+1h")
+        return SystemClock().now() + (offset if rest.startswith("+") else -offset)
+    try:
+        moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
+    except ValueError:
+        fail(
+            f"{option} {text!r} is not a time: use ISO 8601 with an offset (2026-11-20T00:00:00Z) or now-3d"
+        )
+    if moment.tzinfo is None:
+        fail(f"{option} {text!r} has no time zone: add Z or an offset such as +01:00")
+    return moment
+
+
+def _prometheus_settings(
+    url: str, timeout: str, bearer_token_file: Path | None, ca_file: Path | None, insecure: bool
+) -> PrometheusSettings:
+    from pydantic import ValidationError
+
+    from controller.prometheus_source import PrometheusSettings
+
+    try:
+        return PrometheusSettings(
+            url=url,
+            timeout=timeout,
+            bearer_token_file=bearer_token_file,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure,
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'prometheus'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        fail(f"Prometheus settings: {problems}")
+
+
+@app.command("replay")
+def replay_command(
+    prometheus: PrometheusUrl,
+    start: Annotated[
+        str,
+        typer.Option(
+            "--start", help="Start of the past window: ISO 8601 with an offset, or now-3d."
+        ),
+    ],
+    end: Annotated[
+        str, typer.Option("--end", help="End of the window: ISO 8601 with an offset, or now.")
+    ] = "now",
+    plan: Annotated[
+        str, typer.Option("--plan", "-p", help="Plan file or bundled plan name.")
+    ] = DEFAULT_PLAN,
+    tick: Annotated[
+        str, typer.Option("--tick", help="Virtual time between two ticks (e.g. 1m, 10m).")
+    ] = "5m",
+    approvals: Annotated[
+        ApprovalChoice,
+        typer.Option("--approvals", help="auto: approve every step at once; none: never."),
+    ] = ApprovalChoice.auto,
+    output: Annotated[
+        TableOrJson, typer.Option("--output", "-o", help="table or json")
+    ] = TableOrJson.table,
+    bearer_token_file: TokenFile = None,
+    ca_file: CaFile = None,
+    insecure_skip_verify: Insecure = False,
+    query_timeout: QueryTimeout = "10s",
+) -> None:
+    """Show what the controller would have done over a past window of a real Prometheus."""
+    from controller.prometheus_source import PrometheusSource
+    from controller.replay import replay
+
+    loaded = _plan(plan)
+    begin, finish = _moment("--start", start), _moment("--end", end)
+    if finish <= begin:
+        fail(f"--end {finish.isoformat()} is not after --start {begin.isoformat()}")
+    try:
+        step = parse_duration(tick)
+    except ValueError as error:
+        fail(f"--tick {tick!r}: {error}")
+    if step <= timedelta(0):
+        fail("--tick must be longer than 0s")
+    settings = _prometheus_settings(
+        prometheus, query_timeout, bearer_token_file, ca_file, insecure_skip_verify
+    )
+    source = PrometheusSource(settings, loaded.evaluation.resolution)
+    unreachable = source.check_query("vector(1)", finish)
+    if unreachable is not None:
+        source.close()
+        fail(f"--prometheus {prometheus}: {unreachable}")
+    try:
+        result = replay(
+            loaded, source, start=begin, end=finish, tick=step, approvals=approvals.value
+        )
+    finally:
+        source.close()
+    extra = {
+        "prometheus": prometheus,
+        "end": finish.isoformat(),
+        "queries_sent": source.queries_sent,
+    }
+    title = f"replaying plan {loaded.name} ({loaded.short_hash}) over {begin.isoformat()} .. {finish.isoformat()}, tick {format_duration(step)}, approvals {approvals.value}"
+    _print_run(result, output, title, extra)
 
 
 def run() -> None:
