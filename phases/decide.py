@@ -443,6 +443,9 @@ class _Tick:
     def _verify_step(self) -> None:
         if self._drifted():
             return
+        if self.status.flags_applied_at is None:
+            # Reached by resuming a pause taken before the flags landed.
+            self._update(flags_applied_at=self.now)
         if self._in_effect():
             self._move(
                 "verified",

@@ -376,3 +376,20 @@ def test_decide_is_deterministic(driver: Driver) -> None:
     first = decide(PLAN, status, seen, driver.now)
     second = decide(PLAN, status, seen, driver.now)
     assert first == second
+
+
+def test_a_pause_taken_before_the_flags_landed_still_arms_the_triggers_after_resume(driver: Driver) -> None:
+    driver.walk_to("3@10")
+    driver.approve()
+    driver.soak_to_gates()
+    assert driver.status.step == "3@25" and driver.status.state is StepState.APPLYING
+    driver.command("pause")
+    driver.tick()
+    driver.command("resume")
+    driver.tick()
+    driver.tick()
+    assert driver.status.state is StepState.SOAKING
+    assert driver.status.flags_applied_at is not None
+    driver.advance(timedelta(minutes=10), trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
+    assert driver.status.step == "3@10"
+    assert driver.transitions[-1].trigger == "rollback"
