@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 _ZERO = timedelta(0)
 HISTORY_LIMIT = 100
@@ -37,10 +38,14 @@ IN_EFFECT_STATES = frozenset(
 )
 
 
+_STATUS_CONFIG = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+"""Status is stored in Kubernetes objects, whose fields are camelCase by convention."""
+
+
 class TransitionRecord(BaseModel):
     """One change of step or state, with why it happened."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STATUS_CONFIG
 
     at: datetime
     from_step: str
@@ -56,7 +61,7 @@ class TransitionRecord(BaseModel):
 class JobRecord(BaseModel):
     """A plan job the rollout started: which attempt, since when, with resume arguments or not."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STATUS_CONFIG
 
     step: str
     attempt: int = 1
@@ -67,7 +72,7 @@ class JobRecord(BaseModel):
 class RolloutStatus(BaseModel):
     """Where a rollout is and what it has earned so far (soak time, approvals, baselines)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _STATUS_CONFIG
 
     plan_hash: str
     step: str

@@ -44,6 +44,8 @@ app = typer.Typer(
 )
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
+crd_app = typer.Typer(help="The operator's CustomResourceDefinitions.", no_args_is_help=True)
+app.add_typer(crd_app, name="crd")
 
 
 class TableOrYaml(StrEnum):
@@ -382,6 +384,28 @@ def replay_command(
     }
     title = f"replaying plan {loaded.name} ({loaded.short_hash}) over {begin.isoformat()} .. {finish.isoformat()}, tick {format_duration(step)}, approvals {approvals.value}"
     _print_run(result, output, title, extra)
+
+
+CRD_FILE = Path("manifests/crd/stagerollouts.yaml")
+
+
+@crd_app.command("generate")
+def crd_generate(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help=f"Write here (e.g. {CRD_FILE}) instead of stdout."),
+    ] = None,
+) -> None:
+    """Print (or write) the StageRollout CRD generated from the operator's models."""
+    from controller.crd import render_crds
+
+    text = render_crds()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}")
 
 
 def run() -> None:

@@ -1,0 +1,82 @@
+"""The StageRollout CRD: generated from the models, valid for Kubernetes, in step with the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from controller.crd import render_crds, stagerollout_crd
+from controller.resources import StageRolloutSpec
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "manifests" / "crd" / "stagerollouts.yaml"
+EXAMPLE = REPO / "manifests" / "examples" / "stagerollout.yaml"
+
+
+def schema_of(crd: dict[str, Any]) -> dict[str, Any]:
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_the_crd_file_matches_the_models() -> None:
+    assert CRD_FILE.read_text(encoding="utf-8") == render_crds(), (
+        "manifests/crd/stagerollouts.yaml is stale: run `stagectl crd generate -o manifests/crd/stagerollouts.yaml`"
+    )
+
+
+def test_the_crd_is_a_valid_kubernetes_object() -> None:
+    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text(encoding="utf-8")), "1.30", strict=True)
+
+
+def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        found += walk(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        found += walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def test_the_schema_is_structural() -> None:
+    for path, node in walk(schema_of(stagerollout_crd())):
+        assert "$ref" not in node and "$defs" not in node, path
+        assert "anyOf" not in node and "oneOf" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
+        if "properties" in node:
+            assert "additionalProperties" not in node, path
+
+
+def test_printer_columns_show_step_state_percent_and_age() -> None:
+    columns = stagerollout_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Step", "State", "Percent", "Age"]
+    status = schema_of(stagerollout_crd())["properties"]["status"]["properties"]
+    for column in columns[:3]:
+        assert column["jsonPath"].removeprefix(".status.") in status
+
+
+def test_the_example_rollout_satisfies_the_crd_schema_and_the_models() -> None:
+    example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    jsonschema.validate(example, schema_of(stagerollout_crd()))
+    spec = StageRolloutSpec.model_validate(example["spec"])
+    assert spec.target.deployments == ["api-server"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "phrase"),
+    [
+        ({"plan": {}, "target": {"configMap": "f"}}, "exactly one of plan.name or plan.inline"),
+        ({"plan": {"name": "p"}, "target": {}}, "configMap"),
+        ({"plan": {"name": "p"}, "target": {"configMap": "f"}, "interval": 30}, "needs a unit"),
+        ({"plan": {"name": "p"}, "target": {"configMap": "f"}, "surprise": 1}, "surprise"),
+    ],
+)
+def test_an_invalid_spec_is_rejected_naming_the_field(spec: dict[str, Any], phrase: str) -> None:
+    with pytest.raises(ValueError, match=phrase):
+        StageRolloutSpec.model_validate(spec)
