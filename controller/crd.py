@@ -1,9 +1,10 @@
-"""The StageRollout CRD, generated from the pydantic models in `controller.resources`.
+"""The operator's CRDs, generated from the pydantic models in `controller.resources`.
 
 Kubernetes wants a *structural* OpenAPI schema: every node typed, no `$ref`, no
 types inside `anyOf`, `nullable` instead of `null` types. Pydantic's JSON Schema
-is close; this module closes the gap. `stagectl crd generate` writes the result
-to `manifests/crd/` and a test fails when the file and the models drift apart.
+is close; this module closes the gap. `stagectl crd generate` writes the CRDs
+(StageRollout, StageApproval, StageCommand) to `manifests/crd/`, and a test
+fails when the files and the models drift apart.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ import yaml
 
 from controller.resources import (
     API_VERSION,
+    APPROVAL_KIND,
+    APPROVAL_PLURAL,
+    COMMAND_KIND,
+    COMMAND_PLURAL,
     GROUP,
     KIND,
     PLURAL,
     SHORT_NAMES,
     VERSION,
+    StageApprovalSpec,
+    StageCommandSpec,
     StageRolloutSpec,
     StageRolloutStatus,
 )
@@ -93,66 +100,120 @@ def _convert_union(node: dict[str, Any], definitions: dict[str, Any]) -> dict[st
     return converted
 
 
-def stagerollout_crd() -> dict[str, Any]:
-    """The whole CustomResourceDefinition document."""
-    spec_schema = structural(
-        StageRolloutSpec.model_json_schema(by_alias=True, mode="serialization")
-    )
-    status_schema = structural(
-        StageRolloutStatus.model_json_schema(by_alias=True, mode="serialization")
-    )
+def _crd(
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    description: str,
+    spec_schema: dict[str, Any],
+    status_schema: dict[str, Any] | None,
+    columns: list[dict[str, str]],
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec_schema,
+    }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if status_schema is not None:
+        properties["status"] = status_schema
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [
+        *columns,
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": f"{kind} ({API_VERSION}): {description}",
+            "required": ["spec"],
+            "properties": properties,
+        }
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": list(SHORT_NAMES),
-                "categories": ["all"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["stage-rollout"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Step", "type": "string", "jsonPath": ".status.step"},
-                        {"name": "State", "type": "string", "jsonPath": ".status.state"},
-                        {
-                            "name": "Percent",
-                            "type": "integer",
-                            "jsonPath": ".status.enforcementPercent",
-                        },
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": f"{KIND} ({API_VERSION}): one flag rollout walked through a plan.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
+            "versions": [version],
         },
     }
 
 
-def render_crds() -> str:
-    """The CRD manifest as YAML, with a header saying how it was made."""
+def _schema(model: type[Any]) -> dict[str, Any]:
+    return structural(model.model_json_schema(by_alias=True, mode="serialization"))
+
+
+def stagerollout_crd() -> dict[str, Any]:
+    """The StageRollout CustomResourceDefinition."""
+    return _crd(
+        KIND,
+        PLURAL,
+        list(SHORT_NAMES),
+        "one flag rollout walked through a plan.",
+        _schema(StageRolloutSpec),
+        _schema(StageRolloutStatus),
+        [
+            {"name": "Step", "type": "string", "jsonPath": ".status.step"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            {"name": "Percent", "type": "integer", "jsonPath": ".status.enforcementPercent"},
+        ],
+    )
+
+
+def stageapproval_crd() -> dict[str, Any]:
+    """The StageApproval CustomResourceDefinition: immutable records, no status."""
+    return _crd(
+        APPROVAL_KIND,
+        APPROVAL_PLURAL,
+        ["sra"],
+        "an approval to promote one rollout out of one step of one plan version.",
+        _schema(StageApprovalSpec),
+        None,
+        [
+            {"name": "Rollout", "type": "string", "jsonPath": ".spec.rollout.name"},
+            {"name": "Step", "type": "string", "jsonPath": ".spec.step"},
+            {"name": "Approver", "type": "string", "jsonPath": ".spec.approver"},
+        ],
+    )
+
+
+def stagecommand_crd() -> dict[str, Any]:
+    """The StageCommand CustomResourceDefinition: pause, resume, retry, rollback, abort."""
+    return _crd(
+        COMMAND_KIND,
+        COMMAND_PLURAL,
+        ["src"],
+        "an instruction to one rollout, recorded with who gave it and why.",
+        _schema(StageCommandSpec),
+        None,
+        [
+            {"name": "Rollout", "type": "string", "jsonPath": ".spec.rollout.name"},
+            {"name": "Command", "type": "string", "jsonPath": ".spec.command"},
+            {"name": "By", "type": "string", "jsonPath": ".spec.by"},
+        ],
+    )
+
+
+CRDS = {
+    "stagerollouts.yaml": stagerollout_crd,
+    "stageapprovals.yaml": stageapproval_crd,
+    "stagecommands.yaml": stagecommand_crd,
+}
+
+
+def render_crd(file_name: str) -> str:
+    """One CRD manifest as YAML, with a header saying how it was made."""
     header = "# Generated by `stagectl crd generate` from controller/resources.py; do not edit.\n"
-    return header + yaml.safe_dump(stagerollout_crd(), sort_keys=False, width=100)
+    return header + yaml.safe_dump(CRDS[file_name](), sort_keys=False, width=100)

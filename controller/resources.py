@@ -124,3 +124,48 @@ class StageRolloutStatus(RolloutStatus):
     last_verdicts: list[VerdictRecord] = Field(default_factory=list)
     blockers: list[str] = Field(default_factory=list)
     last_tick_at: datetime | None = None
+
+
+class RolloutRef(BaseModel):
+    """The rollout an approval or command is for, bound to its uid (a re-created rollout is another)."""
+
+    model_config = _CAMEL
+
+    name: str = Field(min_length=1)
+    uid: str = Field(min_length=1)
+
+
+class StageApprovalSpec(BaseModel):
+    """A person's approval to promote one rollout out of one step of one plan version."""
+
+    model_config = _CAMEL
+
+    rollout: RolloutRef
+    step: str = Field(min_length=1, description="the step the promotion leaves")
+    plan_hash: str = Field(min_length=1, description="the plan version approved")
+    approver: str = Field(
+        min_length=1, description="the requesting user, as the API server knows them"
+    )
+    reason: str = Field(min_length=1)
+    expires_at: datetime | None = None
+
+
+CommandName = Literal["pause", "resume", "abort", "rollback", "retry"]
+
+
+class StageCommandSpec(BaseModel):
+    """An operator's instruction to one rollout, recorded like an approval."""
+
+    model_config = _CAMEL
+
+    rollout: RolloutRef
+    command: CommandName
+    by: str = Field(min_length=1)
+    reason: str = ""
+    to: str | None = Field(default=None, description="rollback target: a step id, or warn")
+
+
+APPROVAL_KIND = "StageApproval"
+APPROVAL_PLURAL = "stageapprovals"
+COMMAND_KIND = "StageCommand"
+COMMAND_PLURAL = "stagecommands"

@@ -386,26 +386,27 @@ def replay_command(
     _print_run(result, output, title, extra)
 
 
-CRD_FILE = Path("manifests/crd/stagerollouts.yaml")
-
-
 @crd_app.command("generate")
 def crd_generate(
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help=f"Write here (e.g. {CRD_FILE}) instead of stdout."),
+        typer.Option(
+            "--output-dir",
+            "-d",
+            help="Write one file per CRD here (e.g. manifests/crd) instead of stdout.",
+        ),
     ] = None,
 ) -> None:
-    """Print (or write) the StageRollout CRD generated from the operator's models."""
-    from controller.crd import render_crds
+    """Print (or write) the CRDs generated from the operator's models."""
+    from controller.crd import CRDS, render_crd
 
-    text = render_crds()
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo("---\n".join(render_crd(name) for name in CRDS), nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    typer.echo(f"wrote {output}")
+    output.mkdir(parents=True, exist_ok=True)
+    for name in CRDS:
+        (output / name).write_text(render_crd(name), encoding="utf-8")
+        typer.echo(f"wrote {output / name}")
 
 
 def run() -> None:

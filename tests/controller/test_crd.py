@@ -10,11 +10,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.crd import render_crds, stagerollout_crd
+from controller.crd import CRDS, render_crd, stagerollout_crd
 from controller.resources import StageRolloutSpec
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "manifests" / "crd" / "stagerollouts.yaml"
+CRD_DIR = REPO / "manifests" / "crd"
 EXAMPLE = REPO / "manifests" / "examples" / "stagerollout.yaml"
 
 
@@ -22,14 +22,18 @@ def schema_of(crd: dict[str, Any]) -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def test_the_crd_file_matches_the_models() -> None:
-    assert CRD_FILE.read_text(encoding="utf-8") == render_crds(), (
-        "manifests/crd/stagerollouts.yaml is stale: run `stagectl crd generate -o manifests/crd/stagerollouts.yaml`"
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_each_crd_file_matches_the_models(name: str) -> None:
+    assert (CRD_DIR / name).read_text(encoding="utf-8") == render_crd(name), (
+        f"manifests/crd/{name} is stale: run `stagectl crd generate -d manifests/crd`"
     )
 
 
-def test_the_crd_is_a_valid_kubernetes_object() -> None:
-    kubernetes_validate.validate(yaml.safe_load(CRD_FILE.read_text(encoding="utf-8")), "1.30", strict=True)
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_each_crd_is_a_valid_kubernetes_object(name: str) -> None:
+    kubernetes_validate.validate(
+        yaml.safe_load((CRD_DIR / name).read_text(encoding="utf-8")), "1.30", strict=True
+    )
 
 
 def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -43,12 +47,15 @@ def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]
     return found
 
 
-def test_the_schema_is_structural() -> None:
-    for path, node in walk(schema_of(stagerollout_crd())):
+@pytest.mark.parametrize("name", sorted(CRDS))
+def test_every_schema_is_structural(name: str) -> None:
+    for path, node in walk(schema_of(CRDS[name]())):
         assert "$ref" not in node and "$defs" not in node, path
         assert "anyOf" not in node and "oneOf" not in node, path
         assert node.get("additionalProperties") is not False, path
-        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), (
+            f"{path} has no type"
+        )
         if "properties" in node:
             assert "additionalProperties" not in node, path
 

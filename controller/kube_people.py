@@ -1,0 +1,89 @@
+"""The People port over Kubernetes: StageApproval and StageCommand records.
+
+Records are read for one rollout (by name; the uid inside each record binds it to
+one incarnation of the rollout, which `decide` checks). A record whose spec does
+not validate is skipped and reported, never allowed to stop a tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.kube_api import APPROVALS, COMMANDS, KubeApi
+from controller.resources import StageApprovalSpec, StageCommandSpec
+from phases.observations import Approval, Command
+
+
+def _created(item: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(item["metadata"]["creationTimestamp"]).replace("Z", "+00:00"))
+
+
+class KubePeople:
+    """The approvals and commands given for one rollout."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        rollout_name: str,
+        *,
+        on_invalid: Callable[[str], None] | None = None,
+    ) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._rollout = rollout_name
+        self._on_invalid = on_invalid or (lambda _message: None)
+
+    def approvals(self, at: datetime) -> Sequence[Approval]:
+        found: list[Approval] = []
+        for item, spec in self._records(APPROVALS.plural, StageApprovalSpec):
+            found.append(
+                Approval(
+                    id=str(item["metadata"]["name"]),
+                    rollout_uid=spec.rollout.uid,
+                    step=spec.step,
+                    plan_hash=spec.plan_hash,
+                    approver=spec.approver,
+                    created_at=_created(item),
+                    expires_at=spec.expires_at,
+                    reason=spec.reason,
+                )
+            )
+        return found
+
+    def commands(self, at: datetime) -> Sequence[Command]:
+        found: list[Command] = []
+        for item, spec in self._records(COMMANDS.plural, StageCommandSpec):
+            found.append(
+                Command(
+                    id=str(item["metadata"]["name"]),
+                    kind=spec.command,
+                    issued_at=_created(item),
+                    by=spec.by,
+                    reason=spec.reason,
+                    to=spec.to,
+                )
+            )
+        return found
+
+    def _records(self, plural: str, model: type[Any]) -> list[tuple[Mapping[str, Any], Any]]:
+        kind = APPROVALS if plural == APPROVALS.plural else COMMANDS
+        items, _ = self._api.list(kind, self._namespace)
+        records = []
+        for item in items:
+            raw = item.get("spec") or {}
+            if (raw.get("rollout") or {}).get("name") != self._rollout:
+                continue
+            try:
+                records.append((item, model.model_validate(raw)))
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                self._on_invalid(
+                    f"{kind.name} {item['metadata']['name']} ignored: spec.{where}: {first['msg']}"
+                )
+        return records

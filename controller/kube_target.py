@@ -1,0 +1,161 @@
+"""The Target port over Kubernetes: the flags ConfigMap and the Deployments that read it.
+
+Writes are idempotent. The ConfigMap is merge-patched with only the flag keys
+whose values differ (other keys are never touched); a Deployment is restarted by
+setting one pod-template annotation to the hash of the flags, so the same flags
+never restart a Deployment twice. A step counts as rolled out only when every
+Deployment's controller has observed that template and all replicas are updated
+and available.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from controller.kube_api import CONFIGMAPS, DEPLOYMENTS, KubeApi
+from controller.resources import GROUP
+from phases.actions import RestartWorkloads, SetFlags
+from phases.flags import hash_flags
+from phases.observations import TargetState
+from phases.plan import KNOWN_FLAGS
+
+FLAGS_HASH_ANNOTATION = f"{GROUP}/flags-hash"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+class KubeTarget:
+    """One rollout's ConfigMap and Deployments in one namespace."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        config_map: str,
+        deployments: Sequence[str],
+        *,
+        dry_run: bool = False,
+        on_write: Any = None,
+    ) -> None:
+        self._api = api
+        self.namespace = namespace
+        self.config_map = config_map
+        self.deployments = tuple(deployments)
+        self.dry_run = dry_run
+        self._on_write = on_write or (lambda _message: None)
+
+    def observe(self, at: datetime) -> TargetState:
+        configmap = self._api.get(CONFIGMAPS, self.namespace, self.config_map)
+        data: Mapping[str, str] = (configmap or {}).get("data") or {}
+        flags_hash = (
+            hash_flags({k: data[k] for k in KNOWN_FLAGS})
+            if all(k in data for k in KNOWN_FLAGS)
+            else None
+        )
+        problems: list[str] = []
+        rolled_out = flags_hash is not None
+        for name in self.deployments:
+            deployment = self._api.get(DEPLOYMENTS, self.namespace, name)
+            if deployment is None:
+                problems.append(f"Deployment {self.namespace}/{name} does not exist")
+                rolled_out = False
+                continue
+            done, problem = rollout_state(deployment, flags_hash)
+            rolled_out = rolled_out and done
+            if problem:
+                problems.append(problem)
+        return TargetState(
+            flags_hash=flags_hash,
+            rolled_out=rolled_out and not problems,
+            rollout_problem="; ".join(problems) or None,
+        )
+
+    def apply(self, action: SetFlags | RestartWorkloads, at: datetime) -> None:
+        if isinstance(action, SetFlags):
+            self._set_flags(action.flags)
+        else:
+            for name in self.deployments:
+                self._restart(name, action.flags_hash)
+
+    def _set_flags(self, flags: Mapping[str, str]) -> None:
+        configmap = self._api.get(CONFIGMAPS, self.namespace, self.config_map)
+        if configmap is None:
+            self._write(f"create ConfigMap {self.namespace}/{self.config_map} with {dict(flags)}")
+            if not self.dry_run:
+                self._api.create(
+                    CONFIGMAPS,
+                    self.namespace,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {
+                            "name": self.config_map,
+                            "labels": {MANAGED_BY_LABEL: "stage-rollout-controller"},
+                        },
+                        "data": dict(flags),
+                    },
+                )
+            return
+        current = configmap.get("data") or {}
+        changed = {key: value for key, value in flags.items() if current.get(key) != value}
+        if not changed:
+            return
+        self._write(f"patch ConfigMap {self.namespace}/{self.config_map}: {changed}")
+        if not self.dry_run:
+            self._api.merge_patch(CONFIGMAPS, self.namespace, self.config_map, {"data": changed})
+
+    def _restart(self, name: str, flags_hash: str) -> None:
+        deployment = self._api.get(DEPLOYMENTS, self.namespace, name)
+        if deployment is None:
+            return
+        if _template_hash(deployment) == flags_hash:
+            return
+        self._write(f"restart Deployment {self.namespace}/{name} onto flags {flags_hash}")
+        if not self.dry_run:
+            patch = {
+                "spec": {
+                    "template": {"metadata": {"annotations": {FLAGS_HASH_ANNOTATION: flags_hash}}}
+                }
+            }
+            self._api.merge_patch(DEPLOYMENTS, self.namespace, name, patch)
+
+    def _write(self, message: str) -> None:
+        self._on_write(("would " if self.dry_run else "") + message)
+
+
+def _template_hash(deployment: Mapping[str, Any]) -> str | None:
+    annotations = (
+        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+    )
+    value = annotations.get(FLAGS_HASH_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def rollout_state(deployment: Mapping[str, Any], flags_hash: str | None) -> tuple[bool, str | None]:
+    """Whether a Deployment finished rolling out the flags, and what is wrong if it is stuck."""
+    name = deployment.get("metadata", {}).get("name", "?")
+    spec = deployment.get("spec", {})
+    status = deployment.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return (
+                False,
+                f"Deployment {name} exceeded its progress deadline: {condition.get('message', '')}".rstrip(
+                    ": "
+                ),
+            )
+    if flags_hash is None or _template_hash(deployment) != flags_hash:
+        return False, None
+    generation = int(deployment.get("metadata", {}).get("generation", 0))
+    replicas = int(spec.get("replicas", 1))
+    done = (
+        int(status.get("observedGeneration", 0)) >= generation
+        and int(status.get("updatedReplicas", 0)) >= replicas
+        and int(status.get("availableReplicas", 0)) >= replicas
+        and int(status.get("replicas", replicas)) <= replicas
+    )
+    return done, None
