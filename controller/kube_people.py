@@ -73,7 +73,7 @@ class KubePeople:
     def _records(self, plural: str, model: type[Any]) -> list[tuple[Mapping[str, Any], Any]]:
         kind = APPROVALS if plural == APPROVALS.plural else COMMANDS
         items, _ = self._api.list(kind, self._namespace)
-        records = []
+        records: list[tuple[Mapping[str, Any], Any]] = []
         for item in items:
             raw = item.get("spec") or {}
             if (raw.get("rollout") or {}).get("name") != self._rollout:

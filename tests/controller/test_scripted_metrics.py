@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from controller.scenario import parse_scenario
@@ -31,13 +30,22 @@ T0 = SCENARIO.start
 def test_a_window_inside_one_piece_reads_that_value() -> None:
     summary = M.summarize("s", "q", timedelta(minutes=30), T0 + timedelta(minutes=45))
     assert (summary.minimum, summary.maximum, summary.count) == (1.0, 1.0, 30)
+    assert summary.last == 1.0
     assert summary.largest_gap == timedelta(0)
 
 
-def test_a_window_across_pieces_sees_the_extremes_and_the_time_weighted_mean() -> None:
+def test_a_window_across_pieces_sees_the_extremes_and_the_latest_value() -> None:
     summary = M.summarize("s", "q", timedelta(hours=1), T0 + timedelta(hours=1, minutes=30))
-    assert (summary.minimum, summary.maximum) == (1.0, 3.0)
-    assert math.isclose(summary.mean, 2.0)
+    assert (summary.minimum, summary.maximum, summary.last) == (1.0, 3.0, 3.0)
+    assert summary.count == 60
+
+
+def test_steady_windows_give_the_same_summary_as_a_fresh_computation() -> None:
+    fresh = ScriptedMetrics(SCENARIO, timedelta(minutes=1))
+    for minutes in range(61, 120, 7):
+        at = T0 + timedelta(minutes=minutes)
+        first = M.summarize("s", "q", timedelta(minutes=30), at)
+        assert first == fresh._summarize("s", "q", timedelta(minutes=30), at)
 
 
 def test_null_values_are_gaps_not_zeros() -> None:
