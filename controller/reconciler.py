@@ -1,0 +1,384 @@
+"""One reconcile tick for one StageRollout, in the order that survives crashes.
+
+1. Read the rollout; validate its spec and plan (a bad one becomes a condition).
+2. Observe through the Kubernetes and Prometheus ports; 3. `decide`.
+4. Persist the new status first, guarded by resourceVersion: a stale writer gets
+   a conflict, reads again and decides again.
+5. Only then apply the actions (idempotent), and 6. emit Events and metrics.
+
+A crash between any two writes converges on the next tick: the status already
+says what the world must look like, and every action compares before it writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.catalog import NotFound, load_plan
+from controller.conditions import lifecycle_conditions, set_condition
+from controller.kube_api import EVENTS, ROLLOUTS, KubeApi, KubeError
+from controller.kube_jobs import KubeJobs
+from controller.kube_people import KubePeople
+from controller.kube_target import KubeTarget
+from controller.observing import actuate, observe
+from controller.ports import MetricsSource
+from controller.resources import (
+    API_VERSION,
+    KIND,
+    StageRolloutSpec,
+    StageRolloutStatus,
+    VerdictRecord,
+)
+from phases.decide import Decision, decide, expected_flags
+from phases.documents import DocumentError
+from phases.needs import Needs, needs_of
+from phases.observations import Observations
+from phases.plan import Plan
+from phases.plan_checks import parse_plan
+from phases.status import initial_status
+from phases.steps import steps_of
+
+log = logging.getLogger("stage_rollout.reconcile")
+CONFLICT_RETRIES = 3
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did, for logs, metrics and tests."""
+
+    namespace: str
+    name: str
+    wrote_status: bool = False
+    decision: Decision | None = None
+    problem: str | None = None
+    conflicts: int = 0
+    writes: list[str] = field(default_factory=list)
+
+
+class Hooks:
+    """Where the reconciler reports to (metrics, leadership); no-ops by default."""
+
+    def may_write(self) -> bool:
+        return True
+
+    def decided(
+        self, namespace: str, name: str, decision: Decision, status: StageRolloutStatus
+    ) -> None:
+        pass
+
+    def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
+        pass
+
+
+class Reconciler:
+    """Reconciles StageRollouts; safe to call from several threads (one rollout at a time)."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        metrics_for: Callable[[StageRolloutSpec, Plan], MetricsSource],
+        *,
+        dry_run: bool = False,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._api = api
+        self._metrics_for = metrics_for
+        self._dry_run = dry_run
+        self._hooks = hooks or Hooks()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._plans: dict[str, Plan] = {}
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    # planning (used by the operator to prefetch every rollout's queries at once) ---
+
+    def plan_tick(
+        self, rollout: Mapping[str, Any], now: datetime
+    ) -> tuple[StageRolloutSpec, Plan, Needs] | None:
+        """The spec, plan and needs of a rollout as it stands, or None when it is unusable."""
+        try:
+            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+            plan = self._plan(spec)
+        except (ValidationError, DocumentError, NotFound):
+            return None
+        status = self._status(rollout, plan, now)
+        return spec, plan, needs_of(plan, status, now)
+
+    # the tick -------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str, now: datetime) -> Outcome:
+        outcome = Outcome(namespace, name)
+        with self._lock(namespace, name):
+            for _attempt in range(CONFLICT_RETRIES):
+                try:
+                    if self._tick(namespace, name, now, outcome):
+                        return outcome
+                except KubeError as error:
+                    outcome.problem = str(error)
+                    self._hooks.failed(namespace, name, "api", str(error))
+                    log.warning("tick held: %s", error, extra={"rollout": f"{namespace}/{name}"})
+                    return outcome
+                outcome.conflicts += 1
+            outcome.problem = f"status kept changing under the operator ({CONFLICT_RETRIES} conflicts); next tick retries"
+            return outcome
+
+    def _tick(self, namespace: str, name: str, now: datetime, outcome: Outcome) -> bool:
+        """One attempt; False when the status write met a conflict and the tick must re-run."""
+        rollout = self._api.get(ROLLOUTS, namespace, name)
+        if rollout is None:
+            outcome.problem = "rollout no longer exists"
+            return True
+        generation = int(rollout["metadata"].get("generation", 0))
+        try:
+            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+        except ValidationError as error:
+            return self._hold(
+                rollout, "SpecInvalid", _describe_validation("spec", error), now, outcome
+            )
+        try:
+            plan = self._plan(spec)
+        except (DocumentError, NotFound) as error:
+            return self._hold(rollout, "PlanInvalid", str(error), now, outcome)
+        status = self._status(rollout, plan, now)
+        target_ns = spec.target.namespace or namespace
+        writes: list[str] = []
+        target = KubeTarget(
+            self._api,
+            target_ns,
+            spec.target.config_map,
+            spec.target.deployments,
+            dry_run=self._dry_run,
+            on_write=writes.append,
+        )
+        jobs = KubeJobs(
+            self._api,
+            target_ns,
+            rollout,
+            plan.content_hash,
+            spec.job_templates,
+            dry_run=self._dry_run,
+        )
+        people = KubePeople(
+            self._api,
+            namespace,
+            name,
+            on_invalid=lambda message: self._event(rollout, "RecordIgnored", message, True),
+        )
+        needs = needs_of(plan, status, now)
+        seen = observe(
+            plan,
+            status,
+            needs,
+            now,
+            rollout_uid=str(rollout["metadata"].get("uid", "")),
+            metrics=self._metrics_for(spec, plan),
+            target=target,
+            people=people,
+            jobs=jobs,
+        )
+        decision = decide(plan, status, seen, now)
+        new_status = self._extend(decision, status, seen, plan, generation, now)
+        if not self._hooks.may_write():
+            outcome.problem = "not the leader: nothing written"
+            return True
+        if self._dry_run:
+            outcome.decision = decision
+            actuate(decision.actions, now, target=target, jobs=jobs)
+            outcome.writes = writes
+            return True
+        body = {
+            **rollout,
+            "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        try:
+            self._api.replace_status(ROLLOUTS, namespace, name, body)
+        except KubeError as error:
+            if error.conflict:
+                return False
+            raise
+        outcome.wrote_status = True
+        outcome.decision = decision
+        actuate(decision.actions, now, target=target, jobs=jobs)
+        outcome.writes = writes
+        for event in decision.events:
+            reason = event.kind.value.title().replace("_", "")
+            self._event(rollout, reason, event.message, event.warning, now)
+        self._hooks.decided(namespace, name, decision, new_status)
+        return True
+
+    # pieces -----------------------------------------------------------------------
+
+    def _plan(self, spec: StageRolloutSpec) -> Plan:
+        if spec.plan.name is not None:
+            cached = self._plans.get(f"name:{spec.plan.name}")
+            if cached is None:
+                cached = load_plan(spec.plan.name)
+                self._plans[f"name:{spec.plan.name}"] = cached
+            return cached
+        import yaml
+
+        text = yaml.safe_dump(spec.plan.inline, sort_keys=False)
+        return parse_plan(text, source="spec.plan.inline")
+
+    def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
+        raw = rollout.get("status") or {}
+        if raw.get("planHash") and raw.get("step"):
+            try:
+                return StageRolloutStatus.model_validate(raw)
+            except ValidationError:
+                log.warning(
+                    "unreadable status replaced by a fresh one",
+                    extra={"rollout": rollout["metadata"]["name"]},
+                )
+        fresh = initial_status(plan.content_hash, steps_of(plan).first.id, now)
+        return StageRolloutStatus.model_validate(fresh.model_dump())
+
+    def _extend(
+        self,
+        decision: Decision,
+        previous: StageRolloutStatus,
+        seen: Observations,
+        plan: Plan,
+        generation: int,
+        now: datetime,
+    ) -> StageRolloutStatus:
+        core = decision.status
+        step = steps_of(plan).get(core.step)
+        percent = int(expected_flags(step, core)[0].get("ENFORCEMENT_PERCENT", "0"))
+        conditions = lifecycle_conditions(
+            previous.conditions, core.state, core.reason, now, generation
+        )
+        problem = seen.target.rollout_problem
+        conditions = set_condition(
+            conditions,
+            "TargetReady",
+            "False" if problem else "True",
+            "RolloutProblem" if problem else "Observed",
+            problem or "",
+            now,
+            generation,
+        )
+        conditions = set_condition(conditions, "Valid", "True", "Valid", "", now, generation)
+        verdicts = [
+            VerdictRecord(
+                name=v.name,
+                role=role,
+                outcome=v.outcome.value,
+                reason=v.reason,
+                query=v.query,
+                window_seconds=v.window.total_seconds(),
+                observed=v.observed,
+                threshold=v.threshold,
+                samples=v.samples,
+            )
+            for role, group in (("gate", seen.gates), ("trigger", seen.triggers))
+            for v in group.values()
+        ]
+        extras = {
+            "observed_generation": generation,
+            "enforcement_percent": percent,
+            "conditions": conditions,
+            "last_verdicts": verdicts,
+            "blockers": list(decision.blockers),
+            "last_tick_at": now,
+        }
+        return StageRolloutStatus.model_validate({**core.model_dump(), **extras})
+
+    def _hold(
+        self, rollout: Mapping[str, Any], reason: str, message: str, now: datetime, outcome: Outcome
+    ) -> bool:
+        """Record an unusable spec or plan as a condition and an Event; change nothing else."""
+        outcome.problem = message
+        self._hooks.failed(
+            rollout["metadata"].get("namespace", ""), rollout["metadata"]["name"], reason, message
+        )
+        if self._dry_run or not self._hooks.may_write():
+            return True
+        raw = dict(rollout.get("status") or {})
+        generation = int(rollout["metadata"].get("generation", 0))
+        existing = [c for c in raw.get("conditions", []) if isinstance(c, dict)]
+        try:
+            from controller.resources import Condition
+
+            current = [Condition.model_validate(c) for c in existing]
+        except ValidationError:
+            current = []
+        updated = set_condition(current, "Valid", "False", reason, message, now, generation)
+        raw["conditions"] = [
+            c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in updated
+        ]
+        raw["observedGeneration"] = generation
+        try:
+            self._api.replace_status(
+                ROLLOUTS,
+                rollout["metadata"]["namespace"],
+                rollout["metadata"]["name"],
+                {**rollout, "status": raw},
+            )
+        except KubeError as error:
+            if error.conflict:
+                return False
+            raise
+        if not any(
+            c.type == "Valid" and c.status == "False" and c.message == message for c in current
+        ):
+            self._event(rollout, reason, message, True, now)
+        return True
+
+    def _event(
+        self, rollout: Mapping[str, Any], reason: str, message: str, warning: bool, now: datetime
+    ) -> None:
+        if self._dry_run:
+            log.info(
+                "would record event %s: %s",
+                reason,
+                message,
+                extra={"rollout": rollout["metadata"]["name"]},
+            )
+            return
+        metadata = rollout["metadata"]
+        stamp = now.isoformat()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata['name']}.",
+                "namespace": metadata["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid", ""),
+            },
+            "reason": reason[:128],
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "stage-rollout-controller"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._api.create(EVENTS, metadata["namespace"], body)
+        except KubeError as error:
+            log.warning("event not recorded: %s", error, extra={"rollout": metadata["name"]})
+
+
+def _describe_validation(prefix: str, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{prefix}.{where}: {str(item['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)
