@@ -172,7 +172,7 @@ class Reconciler:
             self._api,
             namespace,
             name,
-            on_invalid=lambda message: self._event(rollout, "RecordIgnored", message, True),
+            on_invalid=lambda message: self._event(rollout, "RecordIgnored", message, True, now),
         )
         needs = needs_of(plan, status, now)
         seen = observe(
