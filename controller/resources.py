@@ -76,7 +76,9 @@ class StageRolloutSpec(BaseModel):
     plan: PlanSource
     target: TargetSpec
     prometheus: PrometheusSpec | None = None
-    interval: Duration = Field(default=timedelta(seconds=30), description="time between ticks")
+    interval: Duration | None = Field(
+        default=None, description="time between ticks; the operator's --interval when absent"
+    )
     job_templates: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="batch/v1 JobSpec per template name used by the plan's jobs",

@@ -386,6 +386,100 @@ def replay_command(
     _print_run(result, output, title, extra)
 
 
+@app.command("run")
+def run_operator(
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Kubeconfig file; in-cluster config when absent.",
+            envvar="KUBECONFIG",
+        ),
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Watch one namespace; all namespaces when absent."),
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            help="Prometheus for rollouts without spec.prometheus.",
+            envvar="STAGECTL_PROMETHEUS_URL",
+        ),
+    ] = None,
+    interval: Annotated[
+        str, typer.Option("--interval", help="Default time between ticks of a rollout.")
+    ] = "30s",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Observe and decide, log what would be written, write nothing."
+        ),
+    ] = False,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Port of /metrics, /healthz and /readyz.")
+    ] = 8080,
+    leader_elect: Annotated[
+        bool, typer.Option("--leader-elect", help="Hold a Lease so that only one replica writes.")
+    ] = False,
+    lease_namespace: Annotated[
+        str,
+        typer.Option(
+            "--lease-namespace", help="Namespace of the leader Lease.", envvar="POD_NAMESPACE"
+        ),
+    ] = "stage-rollout-system",
+    identity: Annotated[
+        str | None,
+        typer.Option("--identity", help="This replica's name in the Lease.", envvar="POD_NAME"),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the operator: reconcile every StageRollout it can see until stopped."""
+    import signal
+    import socket
+
+    from controller.kube_api import ROLLOUTS, KubeApi, KubeError, load_api_client
+    from controller.operator import Operator, OperatorSettings
+    from controller.telemetry import configure_logging
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
+    try:
+        tick = parse_duration(interval)
+    except ValueError as error:
+        fail(f"--interval {interval!r}: {error}")
+    if tick < timedelta(seconds=1):
+        fail("--interval must be at least 1s")
+    if not 0 < metrics_port < 65536:
+        fail(f"--metrics-port {metrics_port} is not a port number")
+    if prometheus_url is not None:
+        _prometheus_settings(prometheus_url, "10s", None, None, False)
+    configure_logging(log_level)
+    try:
+        api = KubeApi(load_api_client(kubeconfig, context))
+        api.list(ROLLOUTS, namespace)
+    except KubeError as error:
+        fail(str(error))
+    settings = OperatorSettings(
+        namespace=namespace,
+        prometheus_url=prometheus_url,
+        interval=tick,
+        dry_run=dry_run,
+        metrics_port=metrics_port,
+        leader_elect=leader_elect,
+        lease_namespace=lease_namespace,
+        identity=identity or socket.gethostname(),
+    )
+    operator = Operator(api, settings)
+    signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: operator.stop.set())
+    operator.run()
+
+
 @crd_app.command("generate")
 def crd_generate(
     output: Annotated[

@@ -1,0 +1,186 @@
+"""The operator's own metrics, health endpoints and JSON logs.
+
+`/metrics` exposes step and percent per rollout, verdicts, transitions and
+rollbacks, reconcile durations, Prometheus and API errors and leadership;
+`/healthz` answers while the tick loop is alive, `/readyz` once the first list of
+rollouts succeeded. Logs are one JSON object per line with the rollout, step and
+reason wherever they are known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from controller.reconciler import Hooks
+from controller.resources import StageRolloutStatus
+from phases.decide import Decision
+from phases.status import StepState
+
+
+class Telemetry(Hooks):
+    """Metrics fed by the reconciler, plus the liveness and readiness the probes read."""
+
+    def __init__(self, may_write: Callable[[], bool] = lambda: True) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["namespace", "rollout"]
+        self.step = Gauge(
+            "stage_rollout_step_info",
+            "Current step and state (value 1)",
+            [*labels, "step", "state"],
+            registry=self.registry,
+        )
+        self.percent = Gauge(
+            "stage_rollout_enforcement_percent",
+            "ENFORCEMENT_PERCENT the rollout holds",
+            labels,
+            registry=self.registry,
+        )
+        self.stalled = Gauge(
+            "stage_rollout_stalled",
+            "1 while the rollout is stalled",
+            labels,
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "stage_rollout_verdicts_total",
+            "Gate and trigger verdicts",
+            [*labels, "role", "name", "outcome"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "stage_rollout_transitions_total",
+            "Transitions by trigger",
+            [*labels, "trigger"],
+            registry=self.registry,
+        )
+        self.rollbacks = Counter(
+            "stage_rollout_rollbacks_total", "Rollbacks", labels, registry=self.registry
+        )
+        self.reconcile_seconds = Histogram(
+            "stage_rollout_reconcile_duration_seconds",
+            "Time of one reconcile",
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "stage_rollout_errors_total",
+            "Failed ticks by kind (api, prometheus, SpecInvalid, PlanInvalid)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "stage_rollout_leader",
+            "1 while this replica holds the leader Lease",
+            registry=self.registry,
+        )
+        self._may_write = may_write
+        self._steps: dict[tuple[str, str], tuple[str, str]] = {}
+        self.alive = threading.Event()
+        self.ready = threading.Event()
+
+    def may_write(self) -> bool:
+        return self._may_write()
+
+    def decided(
+        self, namespace: str, name: str, decision: Decision, status: StageRolloutStatus
+    ) -> None:
+        key = (namespace, name)
+        previous = self._steps.get(key)
+        current = (status.step, status.state.value)
+        if previous and previous != current:
+            self.step.remove(namespace, name, *previous)
+        self._steps[key] = current
+        self.step.labels(namespace, name, *current).set(1)
+        self.percent.labels(namespace, name).set(status.enforcement_percent)
+        self.stalled.labels(namespace, name).set(1 if status.state is StepState.STALLED else 0)
+        for record in status.last_verdicts:
+            self.verdicts.labels(namespace, name, record.role, record.name, record.outcome).inc()
+            if record.outcome == "unknown" and (
+                "Prometheus" in record.reason or "query" in record.reason
+            ):
+                self.errors.labels("prometheus").inc()
+        for transition in decision.transitions:
+            self.transitions.labels(namespace, name, transition.trigger).inc()
+            if transition.trigger == "rollback":
+                self.rollbacks.labels(namespace, name).inc()
+
+    def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
+        self.errors.labels(kind).inc()
+
+    def leadership(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+        """Start /metrics, /healthz and /readyz on a daemon thread."""
+        telemetry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/metrics"):
+                    self._send(200, generate_latest(telemetry.registry), CONTENT_TYPE_LATEST)
+                elif self.path.startswith("/healthz"):
+                    ok = telemetry.alive.is_set()
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"tick loop not running\n")
+                elif self.path.startswith("/readyz"):
+                    ok = telemetry.ready.is_set()
+                    self._send(200 if ok else 503, b"ok\n" if ok else b"rollouts not listed yet\n")
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(
+                self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+            ) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, name="telemetry", daemon=True).start()
+        return server
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any rollout context."""
+
+    CONTEXT = ("rollout", "step", "reason", "namespace")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in self.CONTEXT:
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON logs on stderr for the operator process."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
