@@ -40,7 +40,8 @@ class KubePeople:
 
     def approvals(self, at: datetime) -> Sequence[Approval]:
         found: list[Approval] = []
-        for item, spec in self._records(APPROVALS.plural, StageApprovalSpec):
+        items, _ = self._api.list(APPROVALS, self._namespace)
+        for item, spec in self._records(items, APPROVALS.name, StageApprovalSpec):
             found.append(
                 Approval(
                     id=str(item["metadata"]["name"]),
@@ -57,7 +58,8 @@ class KubePeople:
 
     def commands(self, at: datetime) -> Sequence[Command]:
         found: list[Command] = []
-        for item, spec in self._records(COMMANDS.plural, StageCommandSpec):
+        items, _ = self._api.list(COMMANDS, self._namespace)
+        for item, spec in self._records(items, COMMANDS.name, StageCommandSpec):
             found.append(
                 Command(
                     id=str(item["metadata"]["name"]),
@@ -70,9 +72,9 @@ class KubePeople:
             )
         return found
 
-    def _records(self, plural: str, model: type[Any]) -> list[tuple[Mapping[str, Any], Any]]:
-        kind = APPROVALS if plural == APPROVALS.plural else COMMANDS
-        items, _ = self._api.list(kind, self._namespace)
+    def _records(
+        self, items: Sequence[Mapping[str, Any]], kind: str, model: type[Any]
+    ) -> list[tuple[Mapping[str, Any], Any]]:
         records: list[tuple[Mapping[str, Any], Any]] = []
         for item in items:
             raw = item.get("spec") or {}
@@ -84,6 +86,6 @@ class KubePeople:
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
                 self._on_invalid(
-                    f"{kind.name} {item['metadata']['name']} ignored: spec.{where}: {first['msg']}"
+                    f"{kind} {item['metadata']['name']} ignored: spec.{where}: {first['msg']}"
                 )
         return records

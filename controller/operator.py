@@ -36,6 +36,8 @@ from phases.plan import Plan
 from phases.verdicts import WindowSummary
 
 log = logging.getLogger("stage_rollout.operator")
+WATCHED: tuple[Kind, ...] = (ROLLOUTS, APPROVALS, COMMANDS)
+"""Kinds listed and watched by `watch_loop` (RBAC grants them list and watch)."""
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ class Operator:
                     target=self.elector.run, args=(self.stop,), name="leader", daemon=True
                 )
             )
-        for kind in (ROLLOUTS, APPROVALS, COMMANDS):
+        for kind in WATCHED:
             threads.append(
                 threading.Thread(
                     target=self.watch_loop, args=(kind,), name=f"watch-{kind.plural}", daemon=True
