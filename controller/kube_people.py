@@ -22,6 +22,12 @@ def _created(item: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(str(item["metadata"]["creationTimestamp"]).replace("Z", "+00:00"))
 
 
+def _record_id(item: Mapping[str, Any]) -> str:
+    """name/uid: readable in history, and never the same for two records (uids are not reused)."""
+    metadata = item["metadata"]
+    return f"{metadata['name']}/{metadata.get('uid', '')}"
+
+
 class KubePeople:
     """The approvals and commands given for one rollout."""
 
@@ -44,7 +50,7 @@ class KubePeople:
         for item, spec in self._records(items, APPROVALS.name, StageApprovalSpec):
             found.append(
                 Approval(
-                    id=str(item["metadata"]["name"]),
+                    id=_record_id(item),
                     rollout_uid=spec.rollout.uid,
                     step=spec.step,
                     plan_hash=spec.plan_hash,
@@ -62,7 +68,7 @@ class KubePeople:
         for item, spec in self._records(items, COMMANDS.name, StageCommandSpec):
             found.append(
                 Command(
-                    id=str(item["metadata"]["name"]),
+                    id=_record_id(item),
                     kind=spec.command,
                     issued_at=_created(item),
                     by=spec.by,

@@ -40,7 +40,14 @@ def count_approvals(
     counted: list[Approval] = []
     ignored: list[tuple[Approval, str]] = []
     seen_approvers: set[str] = set()
+    seen_ids: set[str] = set()
     for approval in sorted(approvals, key=lambda a: (a.created_at, a.id)):
+        if approval.id in seen_ids:
+            ignored.append(
+                (approval, f"approval {approval.id} appears twice; one record counts once")
+            )
+            continue
+        seen_ids.add(approval.id)
         reason = _why_not(approval, rollout_uid, step, plan_hash, entered_at, consumed, now)
         if reason is None and approval.approver in seen_approvers:
             continue

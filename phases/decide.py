@@ -208,10 +208,11 @@ class _Tick:
 
         Soak time and approvals were earned under the old plan and never carry over.
         """
+        kept = self._restart_fields()
         if self.status.step not in self.machines.table.by_id:
             first = self.machines.table.first
             self.status = self.status.model_copy(
-                update={"plan_hash": self.plan.content_hash, "step": first.id, **self._enter_step()}
+                update={"plan_hash": self.plan.content_hash, "step": first.id, **kept}
             )
             self._move_to_paused(
                 f"plan changed to {self.plan.short_hash}; its steps do not include the current "
@@ -222,13 +223,33 @@ class _Tick:
         self.status = self.status.model_copy(update={"plan_hash": self.plan.content_hash})
         reason = f"plan changed from {old} to {self.plan.short_hash}: step restarts, approvals and soak time reset"
         if self.machines.may(self.status.state, "reapply"):
-            self._move("reapply", reason, **self._enter_step())
+            self._move("reapply", reason, **kept)
         else:
-            self._update(reason=reason, **self._enter_step())
+            self._update(reason=reason, **kept)
+
+    def _restart_fields(self) -> dict[str, Any]:
+        """A fresh start of the current step that keeps what protects the target.
+
+        Emergency flag overrides and a rollback's hold stay: a plan edit must never
+        lift them, or it could raise the percentage without an approval.
+        """
+        status = self.status
+        return {
+            **self._enter_step(),
+            "flag_overrides": dict(status.flag_overrides),
+            "hold_for_approval": status.hold_for_approval,
+            "paused_at": self.now if status.state is StepState.PAUSED else None,
+        }
 
     def _move_to_paused(self, reason: str) -> None:
         if self.machines.may(self.status.state, "pause"):
-            self._move("pause", reason, kind=EventKind.PAUSED, warning=True, paused_at=self.now)
+            self._move(
+                "pause",
+                reason,
+                kind=EventKind.PAUSED,
+                warning=True,
+                paused_at=self.status.paused_at or self.now,
+            )
 
     # commands -----------------------------------------------------------------
 
@@ -236,13 +257,23 @@ class _Tick:
         if not self.seen.commands:
             return
         handled = set(self.status.commands_handled)
+        covered_until = watermark = self.status.commands_handled_until
+        issued = {command.id: command.issued_at for command in self.seen.commands}
         for command in sorted(self.seen.commands, key=lambda c: (c.issued_at, c.id)):
             if command.id in handled or self.status.state is StepState.ABORTED:
                 continue
+            if covered_until is not None and command.issued_at <= covered_until:
+                continue
             handled.add(command.id)
-            self._update(
-                commands_handled=[*self.status.commands_handled, command.id][-HANDLED_LIMIT:]
-            )
+            remembered = [*self.status.commands_handled, command.id]
+            if len(remembered) > HANDLED_LIMIT:
+                # Forgotten ids are still covered: every command up to their time counts as handled.
+                forgotten = remembered[: len(remembered) - HANDLED_LIMIT]
+                times = [issued[i] for i in forgotten if i in issued]
+                if times:
+                    watermark = max([*times, *([watermark] if watermark else [])])
+                remembered = remembered[-HANDLED_LIMIT:]
+            self._update(commands_handled=remembered, commands_handled_until=watermark)
             problem = self._apply_command(command)
             if problem:
                 self.events.append(
@@ -266,7 +297,13 @@ class _Tick:
         if not self.machines.may(state, command.kind):
             return f"not possible while the step is {state}"
         if command.kind == "pause":
-            self._move("pause", why, by=command.by, kind=EventKind.PAUSED, paused_at=self.now)
+            self._move(
+                "pause",
+                why,
+                by=command.by,
+                kind=EventKind.PAUSED,
+                paused_at=self.status.paused_at or self.now,
+            )
         elif command.kind == "resume":
             self._resume(why, command.by)
         else:
@@ -284,22 +321,8 @@ class _Tick:
                 deadline_paused=timedelta(0),
             )
             return
-        paused_for = self.now - (status.paused_at or self.now)
-        soak_paused = status.soak_paused
-        if (
-            status.in_effect_at is not None
-            and status.paused_at is not None
-            and status.in_effect_at <= status.paused_at
-        ):
-            soak_paused += paused_for
-        self._move(
-            "resume",
-            why,
-            by=by,
-            paused_at=None,
-            soak_paused=soak_paused,
-            deadline_paused=status.deadline_paused + paused_for,
-        )
+        # The clocks stay stopped (paused_at kept) until the step is verified in effect again.
+        self._move("resume", why, by=by)
 
     def _rollback_command(self, command: Command, why: str) -> str | None:
         table = self.machines.table
@@ -405,7 +428,7 @@ class _Tick:
                 f"{reason} (this step pauses instead of rolling back)",
                 kind=EventKind.PAUSED,
                 warning=True,
-                paused_at=self.now,
+                paused_at=self.status.paused_at or self.now,
             )
 
     # progress -----------------------------------------------------------------
@@ -434,7 +457,12 @@ class _Tick:
         if self.status.flags_applied_at is None:
             self._update(flags_applied_at=self.now)
         if self._in_effect():
-            self._move("verified", "flags applied and workloads rolled out", in_effect_at=self.now)
+            self._move(
+                "verified",
+                "flags applied and workloads rolled out",
+                in_effect_at=self.now,
+                **self._back_in_effect(),
+            )
         elif self.status.state is StepState.APPLYING:
             self._move("applied", "flags written; waiting for the workloads to roll out")
         else:
@@ -451,12 +479,28 @@ class _Tick:
                 "verified",
                 "workloads rolled out with the step's flags",
                 in_effect_at=self.status.in_effect_at or self.now,
+                **self._back_in_effect(),
             )
             return
         self.blockers.append(self._rollout_wait())
         problem = self.seen.target.rollout_problem
         if problem:
             self._warn_once(EventKind.ROLLOUT_PROBLEM, problem)
+
+    def _back_in_effect(self) -> dict[str, Any]:
+        """Fields that close a pause when a resumed step is verified in effect again."""
+        status = self.status
+        if status.paused_at is None:
+            return {}
+        paused_for = self.now - status.paused_at
+        soak_paused = status.soak_paused
+        if status.in_effect_at is not None and status.in_effect_at <= status.paused_at:
+            soak_paused += paused_for
+        return {
+            "paused_at": None,
+            "soak_paused": soak_paused,
+            "deadline_paused": status.deadline_paused + paused_for,
+        }
 
     def _rollout_wait(self) -> str:
         target = self.seen.target

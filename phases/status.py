@@ -92,6 +92,10 @@ class RolloutStatus(BaseModel):
     approvals_consumed: list[str] = Field(default_factory=list)
     approvals_ignored: list[str] = Field(default_factory=list)
     commands_handled: list[str] = Field(default_factory=list)
+    commands_handled_until: datetime | None = Field(
+        default=None,
+        description="every command issued up to this time is handled (older ids forgotten)",
+    )
     baselines: dict[str, float] = Field(default_factory=dict)
     jobs: dict[str, JobRecord] = Field(default_factory=dict)
     warnings_reported: list[str] = Field(
