@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from controller.clock import VirtualClock
-from controller.observing import actuate, observe
+from controller.observing import JudgeMemo, actuate, observe
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.scripted_world import InMemoryTarget
 from phases.actions import Event
@@ -87,6 +87,8 @@ def drive(
     result = RunResult(plan=plan, start=start, final=status)
     last_percent: int | None = None
     prefetching = world.metrics if isinstance(world.metrics, Prefetching) else None
+    memo = JudgeMemo()
+    writes = -1
     while True:
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
@@ -102,6 +104,7 @@ def drive(
             target=target,
             people=world.people,
             jobs=world.jobs,
+            memo=memo,
         )
         decision = decide(plan, status, seen, now)
         status = decision.status
@@ -111,12 +114,15 @@ def drive(
         offset = (now - start).total_seconds()
         result.ticks += 1
         result.transitions.extend(decision.transitions)
-        result.events.extend((offset, event) for event in decision.events)
+        if decision.events:
+            result.events.extend((offset, event) for event in decision.events)
         result.final_time_seconds = offset
-        percent = int(world.target.flags.get("ENFORCEMENT_PERCENT", "0"))
-        if percent != last_percent:
-            result.percent_changes.append((offset, percent))
-            last_percent = percent
+        if world.target.flag_writes != writes:
+            writes = world.target.flag_writes
+            percent = int(world.target.flags.get("ENFORCEMENT_PERCENT", "0"))
+            if percent != last_percent:
+                result.percent_changes.append((offset, percent))
+                last_percent = percent
         if on_tick is not None:
             on_tick(now, status)
         if status.state in TERMINAL_STATES or now + tick > end:

@@ -16,7 +16,42 @@ from phases.needs import AlertReading, Needs, judge, mode_from_value
 from phases.observations import Observations, TargetState
 from phases.plan import Plan
 from phases.status import RolloutStatus
-from phases.verdicts import WindowSummary
+from phases.verdicts import Verdict, WindowSummary
+
+_NO_ALERTS = AlertReading(frozenset())
+
+
+class JudgeMemo:
+    """The last tick's verdicts, reused when every reading is the very same object.
+
+    A steady signal gives the same summary object tick after tick (sources cache
+    them), and verdicts are a pure function of the readings, so a long soak need
+    not judge the same windows again. The memo holds the objects it compares, so
+    their identities cannot be reused; one memo serves one run of one rollout.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] = ()
+        self._verdicts: tuple[dict[str, Verdict], dict[str, Verdict]] | None = None
+
+    def judge(
+        self,
+        plan: Plan,
+        status: RolloutStatus,
+        needs: Needs,
+        summaries: dict[tuple[str, timedelta], WindowSummary],
+        alerts: AlertReading,
+    ) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
+        key = (needs.windows, needs.alerts, alerts, status.baselines, *summaries.values())
+        if (
+            self._verdicts is not None
+            and len(key) == len(self._key)
+            and all(a is b for a, b in zip(key, self._key, strict=True))
+        ):
+            return self._verdicts
+        self._key = key
+        self._verdicts = judge(plan, status, needs, summaries, alerts)
+        return self._verdicts
 
 
 def observe(
@@ -30,6 +65,7 @@ def observe(
     target: Target,
     people: People,
     jobs: Jobs,
+    memo: JudgeMemo | None = None,
 ) -> Observations:
     """Everything `decide` needs for this tick, read through the ports."""
     summaries: dict[tuple[str, timedelta], WindowSummary] = {}
@@ -37,14 +73,19 @@ def observe(
         key = (check.query, check.window)
         if key not in summaries:
             summaries[key] = metrics.summarize(check.signal, check.query, check.window, now)
-    alerts = (
-        metrics.firing_alerts(needs.alert_names, now) if needs.alerts else AlertReading(frozenset())
+    alerts = metrics.firing_alerts(needs.alert_names, now) if needs.alerts else _NO_ALERTS
+    if memo is not None:
+        gates, triggers = memo.judge(plan, status, needs, summaries, alerts)
+    else:
+        gates, triggers = judge(plan, status, needs, summaries, alerts)
+    baselines = (
+        {
+            check.signal: metrics.average(check.signal, check.query, check.since, now)
+            for check in needs.baselines
+        }
+        if needs.baselines
+        else {}
     )
-    gates, triggers = judge(plan, status, needs, summaries, alerts)
-    baselines = {
-        check.signal: metrics.average(check.signal, check.query, check.since, now)
-        for check in needs.baselines
-    }
     seen_target = target.observe(now)
     if needs.mode_query is not None and seen_target.observed_modes is None:
         seen_target = _with_modes(plan, seen_target, metrics.modes(needs.mode_query, now))

@@ -38,6 +38,9 @@ class ScriptedMetrics:
             (a.name, a.start.total_seconds(), a.end.total_seconds()) for a in scenario.alerts
         ]
         self._readings: dict[frozenset[str], AlertReading] = {}
+        self._last_at: datetime | None = None
+        self._last_offset = 0.0
+        self._window_seconds: dict[timedelta, float] = {}
         self._steady: dict[tuple[str, timedelta, int, int], WindowSummary] = {}
 
     def _fold(self, points: list[Point]) -> Timeline:
@@ -64,7 +67,17 @@ class ScriptedMetrics:
         return values[index] if index >= 0 else None
 
     def _offset(self, at: datetime) -> float:
-        return (at - self._start).total_seconds()
+        # Every read of one tick asks for the same moment: compute its offset once.
+        if at is not self._last_at:
+            self._last_at = at
+            self._last_offset = (at - self._start).total_seconds()
+        return self._last_offset
+
+    def _seconds(self, window: timedelta) -> float:
+        seconds = self._window_seconds.get(window)
+        if seconds is None:
+            seconds = self._window_seconds[window] = window.total_seconds()
+        return seconds
 
     def _down(self, offset: float) -> bool:
         if not self._outages or offset < self._outages[0][0] or offset >= self._outages_end:
@@ -84,7 +97,7 @@ class ScriptedMetrics:
         if timeline is None:
             return WindowSummary(query=query, window=window, series=0, largest_gap=window)
         times, values = timeline
-        start = end - window.total_seconds()
+        start = end - self._seconds(window)
         first = bisect_right(times, start) - 1
         last = bisect_left(times, end) - 1
         if first < 0 or values[first] is None or values[last if last > first else first] is None:
@@ -138,14 +151,13 @@ class ScriptedMetrics:
         offset = self._offset(at)
         if self._down(offset):
             return AlertReading(None, _OUTAGE)
-        wanted = set(names)
-        return AlertReading(
-            frozenset(
-                name
-                for name, start, end in self._alerts
-                if name in wanted and start <= offset < end
-            )
+        firing = frozenset(
+            name for name, start, end in self._alerts if start <= offset < end and name in names
         )
+        reading = self._readings.get(firing)
+        if reading is None:
+            reading = self._readings[firing] = AlertReading(firing)
+        return reading
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         if self._down(self._offset(end)) or signal not in self._timelines:

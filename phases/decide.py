@@ -64,7 +64,6 @@ class Decision:
     events: tuple[Event, ...]
     transitions: tuple[TransitionRecord, ...]
     blockers: tuple[str, ...]
-    requeue_after: timedelta | None
 
 
 def decide(
@@ -72,6 +71,26 @@ def decide(
 ) -> Decision:
     """Decide one tick for one rollout. Pure: the same inputs always give the same decision."""
     return _Tick(plan, status, observations, now).run()
+
+
+def requeue_after(plan: Plan, status: RolloutStatus, now: datetime) -> timedelta | None:
+    """How long until the soak can be over, for a driver that sleeps until something can change."""
+    if status.state not in (StepState.SOAKING, StepState.AWAITING_APPROVAL):
+        return None
+    remaining = machines_for(plan).table.get(status.step).min_duration - status.soak_elapsed(now)
+    return remaining if remaining > timedelta(0) else None
+
+
+_FLAG_ACTIONS: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[SetFlags, RestartWorkloads]] = {}
+
+
+def _flag_actions(flags: Mapping[str, str], flags_hash: str) -> tuple[SetFlags, RestartWorkloads]:
+    """The two flag actions of a flag set; immutable, so built once and shared."""
+    key = (flags_hash, tuple(sorted(flags.items())))
+    actions = _FLAG_ACTIONS.get(key)
+    if actions is None:
+        actions = _FLAG_ACTIONS[key] = (SetFlags(flags, flags_hash), RestartWorkloads(flags_hash))
+    return actions
 
 
 def expected_flags(step: Step, status: RolloutStatus) -> tuple[Mapping[str, str], str]:
@@ -131,16 +150,13 @@ class _Tick:
             events=tuple(self.events),
             transitions=tuple(self.transitions),
             blockers=tuple(self.blockers),
-            requeue_after=self._requeue_after(),
         )
 
     def _assert_flags(self) -> None:
         """Level-triggered: every tick asks for the step's flags; the target skips what matches."""
         if self.status.state is StepState.ABORTED:
             return
-        flags, flags_hash = self._expected()
-        self.actions.append(SetFlags(flags, flags_hash))
-        self.actions.append(RestartWorkloads(flags_hash))
+        self.actions.extend(_flag_actions(*self._expected()))
 
     # status changes -----------------------------------------------------------
 
@@ -718,10 +734,3 @@ class _Tick:
         dest = self.machines.step_after(step.id, "promote")
         changes.update(self._enter_step(), hold_for_approval=False)
         self._move("promote", reason, to_step=dest, by=by, approvals=used, **changes)
-
-    def _requeue_after(self) -> timedelta | None:
-        status = self.status
-        if status.state not in (StepState.SOAKING, StepState.AWAITING_APPROVAL):
-            return None
-        remaining = self.step.min_duration - status.soak_elapsed(self.now)
-        return remaining if remaining > timedelta(0) else None

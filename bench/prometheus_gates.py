@@ -1,0 +1,170 @@
+"""Benchmark: one tick of 1,000 gate evaluations against a real Prometheus.
+
+A real ``prometheus`` (Debian's package) is started on loopback with 49 hours of
+backfilled history for 10 apps (the reference app's series, one ``job`` each). 100
+rollouts, 10 per app, each need the phase-3 style gates of the bundled plan's five
+ratio/latency signals over 30m and 48h, scoped to their app's job: 10 gates per
+rollout, 1,000 evaluations sharing 100 distinct (query, window) pairs, each pair
+needed by 10 rollouts.
+
+One tick is `source.prefetch(every request, at)` (the distinct windows read once,
+concurrently), then `summarize` + `phases.needs.judge` for every rollout. It prints
+the wall time (target: <= 1 s) and the number of queries sent (target: exactly
+100); nothing is asserted.
+
+    .venv/bin/python bench/prometheus_gates.py
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from controller.catalog import load_plan  # noqa: E402
+from controller.ports import WindowRequest  # noqa: E402
+from controller.prometheus_source import PrometheusSettings, PrometheusSource  # noqa: E402
+from phases.needs import AlertReading, Needs, WindowCheck, judge  # noqa: E402
+from phases.plan import SignalGate  # noqa: E402
+from phases.status import initial_status  # noqa: E402
+from phases.verdicts import Outcome, WindowSummary  # noqa: E402
+from tests.prometheus.history import backfill_in_chunks, reference_app_history  # noqa: E402
+from tests.support.prometheus import PrometheusBinaries, PrometheusServer  # noqa: E402
+
+APPS = 10
+ROLLOUTS_PER_APP = 10
+SIGNALS = (
+    ("error_ratio", 0.001),
+    ("p99_latency_seconds", 0.001),
+    ("unknown_stage_ratio", 0.005),
+    ("would_reject_ratio", 0.005),
+    ("invalid_write_ratio", 0.0001),
+)
+WINDOWS = (timedelta(minutes=30), timedelta(hours=48))
+HISTORY = timedelta(hours=49)
+TICKS = 3
+METRICS = re.compile(
+    r"\b(stage_validation_validations_total|stage_validation_errors_total"
+    r"|stage_validation_duration_seconds_bucket|stage_warn_unknown_total|http_requests_total)"
+    r"(\{([^}]*)\})?"
+)
+
+
+def scoped(query: str, job: str) -> str:
+    """The query with every selector narrowed to one app's job."""
+
+    def narrow(match: re.Match[str]) -> str:
+        inner = match.group(3)
+        matchers = f'job="{job}"' + (f",{inner}" if inner else "")
+        return f"{match.group(1)}{{{matchers}}}"
+
+    return METRICS.sub(narrow, query)
+
+
+def main() -> None:
+    plan = load_plan()
+    binaries = PrometheusBinaries.locate()
+    end_ts = int(time.time()) // 60 * 60 - 3600
+    start_ts = end_ts - int(HISTORY.total_seconds())
+    at = datetime.fromtimestamp(end_ts, UTC)
+    status = initial_status(plan.content_hash, "3@10", at)
+
+    with tempfile.TemporaryDirectory(prefix="prometheus-gates-") as work:
+        server = PrometheusServer(Path(work), binaries=binaries)
+        started = time.perf_counter()
+        history = [
+            series
+            for app in range(APPS)
+            for series in reference_app_history(
+                start=start_ts, end=end_ts, step=60.0, job=f"app-{app:02d}"
+            )
+        ]
+        blocks = backfill_in_chunks(server, history, chunk_seconds=6 * 3600)
+        server.start()
+        samples = sum(len(series.samples) for series in history)
+        print(
+            f"history: {APPS} apps, {len(history)} series, {samples:,} samples over "
+            f"{HISTORY}, {len(blocks)} blocks; backfill + start {time.perf_counter() - started:.1f} s"
+        )
+        print(f"prometheus: {binaries.version} at {server.url}")
+
+        # Each app's 10 gates: 5 signals x (30m, 48h), scoped to its job.
+        gates_of_app: list[list[WindowCheck]] = []
+        for app in range(APPS):
+            checks = []
+            for signal, threshold in SIGNALS:
+                query = scoped(plan.signals[signal].query, f"app-{app:02d}")
+                for window in WINDOWS:
+                    gate = SignalGate(
+                        name=f"{signal}-{int(window.total_seconds())}s",
+                        signal=signal,
+                        comparator="<",
+                        threshold=threshold,
+                        window=window,
+                    )
+                    checks.append(WindowCheck("gate", gate.key, signal, query, window, gate))
+            gates_of_app.append(checks)
+        rollouts = [
+            Needs(windows=tuple(gates_of_app[app]))
+            for app in range(APPS)
+            for _ in range(ROLLOUTS_PER_APP)
+        ]
+        requests = [WindowRequest(c.query, c.window) for needs in rollouts for c in needs.windows]
+        distinct = len({(r.query, r.window) for r in requests})
+        print(
+            f"tick: {len(rollouts)} rollouts, {len(requests)} gate evaluations, "
+            f"{distinct} distinct (query, window) pairs"
+        )
+
+        source = PrometheusSource(PrometheusSettings(url=server.url), plan.evaluation.resolution)
+        walls: list[float] = []
+        try:
+            for tick in range(TICKS):
+                when = at - timedelta(minutes=TICKS - 1 - tick)
+                sent = source.queries_sent
+                started = time.perf_counter()
+                source.prefetch(requests, when)
+                fetched = time.perf_counter()
+                outcomes: Counter[str] = Counter()
+                for needs in rollouts:
+                    summaries: dict[tuple[str, timedelta], WindowSummary] = {}
+                    for check in needs.windows:
+                        key = (check.query, check.window)
+                        if key not in summaries:
+                            summaries[key] = source.summarize(
+                                check.signal, check.query, check.window, when
+                            )
+                    gates, _ = judge(plan, status, needs, summaries, AlertReading(frozenset()))
+                    outcomes.update(verdict.outcome.value for verdict in gates.values())
+                wall = time.perf_counter() - started
+                walls.append(wall)
+                queries = source.queries_sent - sent
+                print(
+                    f"tick {tick + 1}: {wall:.3f} s wall ({fetched - started:.3f} s prefetch, "
+                    f"{wall - (fetched - started):.3f} s summarize+judge), {queries} queries sent "
+                    f"(target 100: {'met' if queries == distinct == 100 else 'NOT met'}), "
+                    f"verdicts {dict(outcomes)}"
+                )
+                if outcomes[Outcome.PASS.value] != len(requests):
+                    print("  note: not every gate passed on the healthy history")
+        finally:
+            source.close()
+            server.close()
+    median = statistics.median(walls)
+    print(
+        f"median tick: {median:.3f} s for {len(requests)} evaluations "
+        f"(target <= 1 s: {'met' if median <= 1.0 else 'NOT met'}); first tick {walls[0]:.3f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
