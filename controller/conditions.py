@@ -36,6 +36,14 @@ def set_condition(
     return [*(c for c in conditions if c.type != kind), updated]
 
 
+_FLAG_CONDITIONS = {
+    "Stalled": StepState.STALLED,
+    "Paused": StepState.PAUSED,
+    "Completed": StepState.COMPLETED,
+}
+_INACTIVE = frozenset({StepState.COMPLETED, StepState.ABORTED, StepState.STALLED, StepState.PAUSED})
+
+
 def lifecycle_conditions(
     conditions: Sequence[Condition],
     state: StepState,
@@ -44,12 +52,7 @@ def lifecycle_conditions(
     generation: int | None,
 ) -> list[Condition]:
     """Progressing, Stalled, Paused and Completed, from the step's state."""
-    active = state not in (
-        StepState.COMPLETED,
-        StepState.ABORTED,
-        StepState.STALLED,
-        StepState.PAUSED,
-    )
+    active = state not in _INACTIVE
     updated = set_condition(
         conditions,
         "Progressing",
@@ -59,33 +62,18 @@ def lifecycle_conditions(
         now,
         generation,
     )
-    updated = set_condition(
-        updated,
-        "Stalled",
-        "True" if state is StepState.STALLED else "False",
-        _camel(state),
-        reason if state is StepState.STALLED else "",
-        now,
-        generation,
-    )
-    updated = set_condition(
-        updated,
-        "Paused",
-        "True" if state is StepState.PAUSED else "False",
-        _camel(state),
-        reason if state is StepState.PAUSED else "",
-        now,
-        generation,
-    )
-    return set_condition(
-        updated,
-        "Completed",
-        "True" if state is StepState.COMPLETED else "False",
-        _camel(state),
-        "",
-        now,
-        generation,
-    )
+    for kind, when in _FLAG_CONDITIONS.items():
+        holds = state is when
+        updated = set_condition(
+            updated,
+            kind,
+            "True" if holds else "False",
+            _camel(state),
+            reason if holds else "",
+            now,
+            generation,
+        )
+    return updated
 
 
 def _camel(state: StepState) -> str:
