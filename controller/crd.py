@@ -117,7 +117,9 @@ def _crd(
     }
     version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
     if status_schema is not None:
-        properties["status"] = status_schema
+        # The operator writes status in parts (a condition alone for an invalid spec),
+        # so nothing in it is required; the operator validates what it reads back.
+        properties["status"] = _optional(status_schema)
         version["subresources"] = {"status": {}}
     version["additionalPrinterColumns"] = [
         *columns,
@@ -149,6 +151,10 @@ def _crd(
             "versions": [version],
         },
     }
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in schema.items() if key != "required"}
 
 
 def _schema(model: type[Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from controller.ports import WindowRequest
@@ -244,6 +245,9 @@ def _guarded(call: Any) -> list[dict[str, Any]]:
     except requests.exceptions.ReadTimeout:
         raise _QueryFailed("Prometheus did not answer within the query timeout") from None
     except requests.exceptions.ConnectionError as error:
+        # With retries mounted, urllib3 reports a read timeout as a connection error.
+        if _timed_out(error):
+            raise _QueryFailed("Prometheus did not answer within the query timeout") from None
         raise _QueryFailed(f"Prometheus unreachable: {_root_cause(error)}") from None
     except requests.exceptions.RequestException as error:
         raise _QueryFailed(f"request to Prometheus failed: {_root_cause(error)}") from None
@@ -254,6 +258,19 @@ def _guarded(call: Any) -> list[dict[str, Any]]:
     if not isinstance(result, list):
         raise _QueryFailed(f"unexpected answer from Prometheus: {str(result)[:200]}")
     return result
+
+
+def _timed_out(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TimeoutError | ReadTimeoutError) or "timed out" in str(seen).lower():
+            return True
+        seen = (
+            seen.__cause__
+            or seen.__context__
+            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        )
+    return False
 
 
 def _root_cause(error: BaseException) -> str:

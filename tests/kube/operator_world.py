@@ -1,0 +1,227 @@
+"""A small world for the operator tests: a cluster, our CRDs, a target and a tiny plan.
+
+By default the cluster is the API-server emulator of `tests/support/kube_emulator`
+(real HTTP, the official client, the semantics the operator relies on). With
+STAGE_TEST_KUBECONFIG set, the same tests run against that real cluster instead
+(kind, k3s…); the few that inject faults need the emulator and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.kube_api import (
+    APPROVALS,
+    COMMANDS,
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    JOBS,
+    ROLLOUTS,
+    Kind,
+    KubeApi,
+    load_api_client,
+)
+from controller.reconciler import Hooks, Outcome, Reconciler
+from controller.scenario import parse_scenario
+from controller.scripted_metrics import ScriptedMetrics
+from phases.plan import Plan
+from phases.plan_checks import parse_plan
+from tests.support.kube_emulator import KubeEmulator
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_CLUSTER = os.environ.get("STAGE_TEST_KUBECONFIG")
+NAMESPACES = Kind("Namespace", "", "v1", "namespaces", namespaced=False)
+OPERATOR_USER = "system:serviceaccount:stage-rollout-system:stage-rollout-controller"
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+TINY_PLAN = """
+name: tiny
+version: "1"
+signals:
+  error_ratio: {query: "sum(rate(errors_total[5m])) / sum(rate(requests_total[5m]))"}
+phases:
+  - id: warm
+    name: Warm
+    flags: {STAGE_VALIDATION_MODE: warn, ENFORCE_WRITE_ONLY: false, ENFORCEMENT_PERCENT: 0, STAGE_VALIDATION_DRY_RUN: false}
+    min_duration: 10m
+    max_duration: 2h
+    approval: {required: true}
+    on_degradation: pause
+    jobs:
+      - {name: prepare, template: prepare, args: [--go], resume_args: [--resume]}
+    gates:
+      - {job_succeeded: prepare}
+      - {name: errors-low, signal: error_ratio, comparator: "<", threshold: 0.01, window: 5m}
+  - id: "e"
+    name: Enforce
+    flags: {STAGE_VALIDATION_MODE: enforce, ENFORCE_WRITE_ONLY: false, STAGE_VALIDATION_DRY_RUN: false}
+    steps:
+      - {id: "e@50", flags: {ENFORCEMENT_PERCENT: 50}}
+      - {id: "e@100", flags: {ENFORCEMENT_PERCENT: 100}}
+    min_duration: 10m
+    approval: {required: true}
+    gates:
+      - {name: errors-low, signal: error_ratio, comparator: "<", threshold: 0.01, window: 5m}
+    triggers:
+      - {name: errors-high, signal: error_ratio, comparator: ">", threshold: 0.05, for: 2m}
+"""
+
+
+def tiny_plan() -> Plan:
+    return parse_plan(TINY_PLAN, source="tiny")
+
+
+def metrics(error_ratio: list[tuple[str, float | None]] | None = None) -> ScriptedMetrics:
+    points = error_ratio or [("0s", 0.001)]
+    text = "name: world\nstart: 2026-03-02T09:00:00Z\nsignals:\n  error_ratio:\n" + "".join(
+        f"    - {{at: {at}, value: {'null' if value is None else value}}}\n" for at, value in points
+    )
+    return ScriptedMetrics(parse_scenario(text, source="world"), timedelta(minutes=1))
+
+
+@dataclass
+class World:
+    """A namespace with a Deployment, a rollout of the tiny plan and an operator for it."""
+
+    api: KubeApi
+    emulator: KubeEmulator | None
+    namespace: str
+    people: KubeApi | None = None
+    """Where approvals and commands are created from: another user than the operator."""
+    name: str = "api-rollout"
+    now: datetime = T0
+    source: ScriptedMetrics = field(default_factory=metrics)
+    plan: Plan = field(default_factory=tiny_plan)
+
+    def reconciler(self, *, dry_run: bool = False, hooks: Hooks | None = None) -> Reconciler:
+        return Reconciler(self.api, lambda _spec, _plan: self.source, dry_run=dry_run, hooks=hooks)
+
+    def tick(self, reconciler: Reconciler | None = None, advance: timedelta = timedelta(0)) -> Outcome:
+        self.now += advance
+        return (reconciler or self.reconciler()).reconcile(self.namespace, self.name, self.now)
+
+    def rollout(self) -> dict[str, Any]:
+        found = self.api.get(ROLLOUTS, self.namespace, self.name)
+        assert found is not None
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.rollout().get("status") or {})
+
+    def flags(self) -> dict[str, str]:
+        found = self.api.get(CONFIGMAPS, self.namespace, "flags")
+        return dict((found or {}).get("data") or {})
+
+    def template_hash(self) -> str | None:
+        deployment = self.api.get(DEPLOYMENTS, self.namespace, "api")
+        annotations = (deployment or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        return annotations.get("stage.rollout.dev/flags-hash")
+
+    def wait_rolled_out(self, timeout: float = 10.0) -> None:
+        """Wait (real time) until the Deployment's controller rolled out the current template."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            deployment = self.api.get(DEPLOYMENTS, self.namespace, "api") or {}
+            status = deployment.get("status") or {}
+            if (
+                status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+                and status.get("updatedReplicas", 0) >= deployment["spec"]["replicas"]
+                and status.get("availableReplicas", 0) >= deployment["spec"]["replicas"]
+            ):
+                return
+            time.sleep(0.05)
+        raise AssertionError("the Deployment did not finish rolling out")
+
+    def approve(self, step: str, approver: str = "alice", **spec: Any) -> dict[str, Any]:
+        rollout = self.rollout()
+        body = {
+            "apiVersion": APPROVALS.api_version,
+            "kind": APPROVALS.name,
+            "metadata": {"name": f"approve-{step.replace('@', '-')}-{uuid.uuid4().hex[:6]}"},
+            "spec": {
+                "rollout": {"name": self.name, "uid": rollout["metadata"]["uid"]},
+                "step": step,
+                "planHash": self.plan.content_hash,
+                "approver": approver,
+                "reason": "looks good",
+                **spec,
+            },
+        }
+        return (self.people or self.api).create(APPROVALS, self.namespace, body)
+
+    def command(self, command: str, **spec: Any) -> dict[str, Any]:
+        rollout = self.rollout()
+        body = {
+            "apiVersion": COMMANDS.api_version,
+            "kind": COMMANDS.name,
+            "metadata": {"name": f"{command}-{uuid.uuid4().hex[:6]}"},
+            "spec": {"rollout": {"name": self.name, "uid": rollout["metadata"]["uid"]}, "command": command, "by": "bob", **spec},
+        }
+        return (self.people or self.api).create(COMMANDS, self.namespace, body)
+
+    def job_names(self) -> list[str]:
+        items, _ = self.api.list(JOBS, self.namespace)
+        return sorted(item["metadata"]["name"] for item in items)
+
+
+def crds() -> list[dict[str, Any]]:
+    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted((REPO / "manifests" / "crd").glob("*.yaml"))]
+
+
+def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
+    """Our CRDs, a Deployment `api` (2 replicas) and a StageRollout of the tiny plan."""
+    people: KubeApi | None = None
+    if REAL_CLUSTER:
+        api = KubeApi(load_api_client(REAL_CLUSTER))
+        namespace = f"stage-test-{uuid.uuid4().hex[:8]}"
+        api.create(NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    else:
+        assert emulator is not None
+        for crd in crds():
+            emulator.register_crd(crd)
+        api = KubeApi(emulator.api_client(user=OPERATOR_USER))
+        people = KubeApi(emulator.api_client(user="alice"))
+        namespace = "shop"
+    api.create(
+        DEPLOYMENTS,
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": namespace},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {"containers": [{"name": "api", "image": "registry.k8s.io/pause:3.9"}]},
+                },
+            },
+        },
+    )
+    world = World(api=api, emulator=emulator, namespace=namespace, people=people)
+    spec = {
+        "plan": {"inline": yaml.safe_load(TINY_PLAN)},
+        "target": {"configMap": "flags", "deployments": ["api"]},
+        "jobTemplates": {
+            "prepare": {
+                "backoffLimit": 0,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "prepare", "image": "busybox:1.36", "command": ["true"]}]}},
+            }
+        },
+        **rollout_spec,
+    }
+    api.create(
+        ROLLOUTS,
+        namespace,
+        {"apiVersion": ROLLOUTS.api_version, "kind": ROLLOUTS.name, "metadata": {"name": world.name, "namespace": namespace}, "spec": spec},
+    )
+    return world
