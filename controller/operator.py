@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -80,9 +80,14 @@ class Operator:
     """Runs reconcile passes for every StageRollout it can see."""
 
     def __init__(
-        self, api: KubeApi, settings: OperatorSettings, clock: SystemClock | None = None
+        self,
+        api: KubeApi,
+        settings: OperatorSettings,
+        clock: SystemClock | None = None,
+        metrics_for: Callable[[StageRolloutSpec, Plan], MetricsSource] | None = None,
     ) -> None:
         self.api = api
+        self._metrics_source_for = metrics_for or self._metrics_for
         self.settings = settings
         self.clock = clock or SystemClock()
         self.elector: LeaderElector | None = None
@@ -98,7 +103,7 @@ class Operator:
             )
         self.telemetry = Telemetry(may_write=self._may_write)
         self.reconciler = Reconciler(
-            api, self._metrics_for, dry_run=settings.dry_run, hooks=self.telemetry
+            api, self._metrics_source_for, dry_run=settings.dry_run, hooks=self.telemetry
         )
         self._sources: dict[PrometheusSettings, PrometheusSource] = {}
         self._sources_lock = threading.Lock()
@@ -187,7 +192,7 @@ class Operator:
             if planned is None:
                 continue
             spec, plan, needs = planned
-            source = self._metrics_for(spec, plan)
+            source = self._metrics_source_for(spec, plan)
             if isinstance(source, PrometheusSource) and needs.windows:
                 entry = wanted.setdefault(id(source), (source, []))
                 entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)

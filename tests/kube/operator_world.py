@@ -104,7 +104,9 @@ class World:
     def reconciler(self, *, dry_run: bool = False, hooks: Hooks | None = None) -> Reconciler:
         return Reconciler(self.api, lambda _spec, _plan: self.source, dry_run=dry_run, hooks=hooks)
 
-    def tick(self, reconciler: Reconciler | None = None, advance: timedelta = timedelta(0)) -> Outcome:
+    def tick(
+        self, reconciler: Reconciler | None = None, advance: timedelta = timedelta(0)
+    ) -> Outcome:
         self.now += advance
         return (reconciler or self.reconciler()).reconcile(self.namespace, self.name, self.now)
 
@@ -122,7 +124,9 @@ class World:
 
     def template_hash(self) -> str | None:
         deployment = self.api.get(DEPLOYMENTS, self.namespace, "api")
-        annotations = (deployment or {}).get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        annotations = (deployment or {}).get("spec", {}).get("template", {}).get(
+            "metadata", {}
+        ).get("annotations") or {}
         return annotations.get("stage.rollout.dev/flags-hash")
 
     def wait_rolled_out(self, timeout: float = 10.0) -> None:
@@ -163,7 +167,12 @@ class World:
             "apiVersion": COMMANDS.api_version,
             "kind": COMMANDS.name,
             "metadata": {"name": f"{command}-{uuid.uuid4().hex[:6]}"},
-            "spec": {"rollout": {"name": self.name, "uid": rollout["metadata"]["uid"]}, "command": command, "by": "bob", **spec},
+            "spec": {
+                "rollout": {"name": self.name, "uid": rollout["metadata"]["uid"]},
+                "command": command,
+                "by": "bob",
+                **spec,
+            },
         }
         return (self.people or self.api).create(COMMANDS, self.namespace, body)
 
@@ -173,7 +182,10 @@ class World:
 
 
 def crds() -> list[dict[str, Any]]:
-    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted((REPO / "manifests" / "crd").glob("*.yaml"))]
+    return [
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted((REPO / "manifests" / "crd").glob("*.yaml"))
+    ]
 
 
 def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
@@ -182,7 +194,11 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
     if REAL_CLUSTER:
         api = KubeApi(load_api_client(REAL_CLUSTER))
         namespace = f"stage-test-{uuid.uuid4().hex[:8]}"
-        api.create(NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        api.create(
+            NAMESPACES,
+            "",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
     else:
         assert emulator is not None
         for crd in crds():
@@ -214,7 +230,14 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         "jobTemplates": {
             "prepare": {
                 "backoffLimit": 0,
-                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "prepare", "image": "busybox:1.36", "command": ["true"]}]}},
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "prepare", "image": "busybox:1.36", "command": ["true"]}
+                        ],
+                    }
+                },
             }
         },
         **rollout_spec,
@@ -222,6 +245,11 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
     api.create(
         ROLLOUTS,
         namespace,
-        {"apiVersion": ROLLOUTS.api_version, "kind": ROLLOUTS.name, "metadata": {"name": world.name, "namespace": namespace}, "spec": spec},
+        {
+            "apiVersion": ROLLOUTS.api_version,
+            "kind": ROLLOUTS.name,
+            "metadata": {"name": world.name, "namespace": namespace},
+            "spec": spec,
+        },
     )
     return world

@@ -18,9 +18,16 @@ from tests.kube.operator_world import OPERATOR_USER, REAL_CLUSTER, World, make_w
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.rbac import granted_rules
 
-needs_emulator = pytest.mark.skipif(bool(REAL_CLUSTER), reason="injects faults: needs the API-server emulator")
+needs_emulator = pytest.mark.skipif(
+    bool(REAL_CLUSTER), reason="injects faults: needs the API-server emulator"
+)
 
-WARM = {"STAGE_VALIDATION_MODE": "warn", "ENFORCE_WRITE_ONLY": "false", "ENFORCEMENT_PERCENT": "0", "STAGE_VALIDATION_DRY_RUN": "false"}
+WARM = {
+    "STAGE_VALIDATION_MODE": "warn",
+    "ENFORCE_WRITE_ONLY": "false",
+    "ENFORCEMENT_PERCENT": "0",
+    "STAGE_VALIDATION_DRY_RUN": "false",
+}
 E50 = {**WARM, "STAGE_VALIDATION_MODE": "enforce", "ENFORCEMENT_PERCENT": "50"}
 
 
@@ -36,7 +43,9 @@ def settle(world: World) -> None:
         if world.status().get("state") == "soaking":
             return
         world.wait_rolled_out()
-    raise AssertionError(f"not in effect: {world.status().get('state')} {world.status().get('blockers')}")
+    raise AssertionError(
+        f"not in effect: {world.status().get('state')} {world.status().get('blockers')}"
+    )
 
 
 def walk_to_e50(world: World) -> None:
@@ -52,11 +61,17 @@ def walk_to_e50(world: World) -> None:
     settle(world)
 
 
-def test_a_new_rollout_writes_its_status_then_the_flags_and_restarts_the_deployment(world: World) -> None:
+def test_a_new_rollout_writes_its_status_then_the_flags_and_restarts_the_deployment(
+    world: World,
+) -> None:
     outcome = world.tick()
     assert outcome.wrote_status and outcome.problem is None
     status = world.status()
-    assert (status["step"], status["state"], status["planHash"]) == ("warm", "applying", world.plan.content_hash)
+    assert (status["step"], status["state"], status["planHash"]) == (
+        "warm",
+        "applying",
+        world.plan.content_hash,
+    )
     assert world.flags() == WARM
     assert world.template_hash() == hash_flags(WARM)
     assert status["observedGeneration"] == world.rollout()["metadata"]["generation"]
@@ -100,7 +115,16 @@ def _deployment(world: World) -> tuple:
 def test_other_keys_of_the_configmap_are_left_alone(world: World) -> None:
     from controller.kube_api import CONFIGMAPS
 
-    world.api.create(CONFIGMAPS, world.namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags"}, "data": {"OTHER": "kept", "ENFORCEMENT_PERCENT": "77"}})
+    world.api.create(
+        CONFIGMAPS,
+        world.namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "flags"},
+            "data": {"OTHER": "kept", "ENFORCEMENT_PERCENT": "77"},
+        },
+    )
     world.tick()
     assert world.flags() == {**WARM, "OTHER": "kept"}
 
@@ -131,7 +155,11 @@ def test_a_failed_job_holds_and_retry_reruns_it_with_resume_arguments(world: Wor
     world.command("retry", reason="database is back")
     world.tick(advance=timedelta(minutes=1))
     assert world.job_names()[-1].endswith("-2")
-    job = world.api.get(__import__("controller.kube_api", fromlist=["JOBS"]).JOBS, world.namespace, world.job_names()[-1])
+    job = world.api.get(
+        __import__("controller.kube_api", fromlist=["JOBS"]).JOBS,
+        world.namespace,
+        world.job_names()[-1],
+    )
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--resume"]
 
 
@@ -190,7 +218,9 @@ def test_dry_run_decides_but_writes_nothing(world: World) -> None:
 @needs_emulator
 def test_a_status_write_conflict_rereads_and_decides_again(world: World) -> None:
     assert world.emulator is not None
-    world.emulator.inject(method="PUT", path_regex=r"/stagerollouts/api-rollout/status$", status=409, times=1)
+    world.emulator.inject(
+        method="PUT", path_regex=r"/stagerollouts/api-rollout/status$", status=409, times=1
+    )
     outcome = world.tick()
     assert outcome.conflicts == 1 and outcome.wrote_status
     assert world.status()["state"] == "applying"
@@ -223,7 +253,12 @@ def test_a_replica_that_is_not_the_leader_writes_nothing(world: World) -> None:
 def test_a_degradation_in_effect_rolls_back_to_the_previous_step(world: World) -> None:
     walk_to_e50(world)
     spike = world.now + timedelta(minutes=5)
-    world.source = metrics([("0s", 0.001), (f"{int((spike - world.now.replace(hour=9, minute=0)).total_seconds())}s", 0.2)])
+    world.source = metrics(
+        [
+            ("0s", 0.001),
+            (f"{int((spike - world.now.replace(hour=9, minute=0)).total_seconds())}s", 0.2),
+        ]
+    )
     for _ in range(8):
         world.tick(advance=timedelta(minutes=1))
         if world.status()["step"] == "warm":
