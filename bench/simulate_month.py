@@ -38,12 +38,20 @@ def main() -> None:
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"month: {result.ticks} ticks, final {result.final.step} {result.final.state}, "
-          f"{len(result.transitions)} transitions")
-    print(f"engine time, CPU (median of 5): {engine:.3f} s  -> {result.ticks / engine:,.0f} ticks/s "
-          f"(target: 43,200 ticks in <= 1 s: {'met' if engine <= 1.0 else 'NOT met'})")
-    print(f"engine time, wall (median of 5): {wall_engine:.3f} s (differs from CPU when the machine is busy)")
-    print(f"peak memory: {traced_peak / 2**20:.1f} MiB allocated during a run, {rss_mib:.0f} MiB process RSS")
+    print(
+        f"month: {result.ticks} ticks, final {result.final.step} {result.final.state}, "
+        f"{len(result.transitions)} transitions"
+    )
+    print(
+        f"engine time, CPU (median of 5): {engine:.3f} s  -> {result.ticks / engine:,.0f} ticks/s "
+        f"(target: 43,200 ticks in <= 1 s: {'met' if engine <= 1.0 else 'NOT met'})"
+    )
+    print(
+        f"engine time, wall (median of 5): {wall_engine:.3f} s (differs from CPU when the machine is busy)"
+    )
+    print(
+        f"peak memory: {traced_peak / 2**20:.1f} MiB allocated during a run, {rss_mib:.0f} MiB process RSS"
+    )
 
     walls = []
     for _ in range(3):
@@ -55,8 +63,10 @@ def main() -> None:
         )
         walls.append(time.perf_counter() - started)
     wall = statistics.median(walls)
-    print(f"stagectl simulate (happy-path) wall time, start-up included (median of 3): {wall:.2f} s "
-          f"(target < 2 s: {'met' if wall < 2 else 'NOT met'})")
+    print(
+        f"stagectl simulate (happy-path) wall time, start-up included (median of 3): {wall:.2f} s "
+        f"(target < 2 s: {'met' if wall < 2 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

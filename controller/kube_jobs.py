@@ -48,8 +48,10 @@ class KubeJobs:
         templates: Mapping[str, Mapping[str, Any]],
         *,
         dry_run: bool = False,
+        active: bool = True,
     ) -> None:
         self._api = api
+        self._active = active
         self._namespace = namespace
         self._rollout_name = str(rollout["metadata"]["name"])
         self._rollout_uid = str(rollout["metadata"].get("uid", ""))
@@ -59,6 +61,8 @@ class KubeJobs:
         self._missing: dict[str, JobObservation] = {}
 
     def observe(self, at: datetime) -> Mapping[str, JobObservation]:
+        if not self._active:
+            return {}
         items, _ = self._api.list(JOBS, self._namespace, f"{ROLLOUT_LABEL}={self._rollout_name}")
         seen: dict[str, JobObservation] = dict(self._missing)
         for item in items:

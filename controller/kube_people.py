@@ -38,7 +38,9 @@ class KubePeople:
         rollout_name: str,
         *,
         on_invalid: Callable[[str], None] | None = None,
+        listed: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
+        self._listed = listed
         self._api = api
         self._namespace = namespace
         self._rollout = rollout_name
@@ -46,7 +48,11 @@ class KubePeople:
 
     def approvals(self, at: datetime) -> Sequence[Approval]:
         found: list[Approval] = []
-        items, _ = self._api.list(APPROVALS, self._namespace)
+        items = (
+            self._listed[0]
+            if self._listed is not None
+            else self._api.list(APPROVALS, self._namespace)[0]
+        )
         for item, spec in self._records(items, APPROVALS.name, StageApprovalSpec):
             found.append(
                 Approval(
@@ -64,7 +70,11 @@ class KubePeople:
 
     def commands(self, at: datetime) -> Sequence[Command]:
         found: list[Command] = []
-        items, _ = self._api.list(COMMANDS, self._namespace)
+        items = (
+            self._listed[1]
+            if self._listed is not None
+            else self._api.list(COMMANDS, self._namespace)[0]
+        )
         for item, spec in self._records(items, COMMANDS.name, StageCommandSpec):
             found.append(
                 Command(

@@ -44,9 +44,24 @@ class KubeTarget:
         self.deployments = tuple(deployments)
         self.dry_run = dry_run
         self._on_write = on_write or (lambda _message: None)
+        self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def _configmap(self) -> dict[str, Any] | None:
+        """The ConfigMap as observed this tick: read once, then written against that copy."""
+        key = ("configmap", self.config_map)
+        if key not in self._seen:
+            self._seen[key] = self._api.get(CONFIGMAPS, self.namespace, self.config_map)
+        return self._seen[key]
+
+    def _deployment(self, name: str) -> dict[str, Any] | None:
+        """A Deployment as observed this tick: read once, then patched against that copy."""
+        key = ("deployment", name)
+        if key not in self._seen:
+            self._seen[key] = self._api.get(DEPLOYMENTS, self.namespace, name)
+        return self._seen[key]
 
     def observe(self, at: datetime) -> TargetState:
-        configmap = self._api.get(CONFIGMAPS, self.namespace, self.config_map)
+        configmap = self._configmap()
         data: Mapping[str, str] = (configmap or {}).get("data") or {}
         flags_hash = (
             hash_flags({k: data[k] for k in KNOWN_FLAGS})
@@ -56,7 +71,7 @@ class KubeTarget:
         problems: list[str] = []
         rolled_out = flags_hash is not None
         for name in self.deployments:
-            deployment = self._api.get(DEPLOYMENTS, self.namespace, name)
+            deployment = self._deployment(name)
             if deployment is None:
                 problems.append(f"Deployment {self.namespace}/{name} does not exist")
                 rolled_out = False
@@ -79,7 +94,7 @@ class KubeTarget:
                 self._restart(name, action.flags_hash)
 
     def _set_flags(self, flags: Mapping[str, str]) -> None:
-        configmap = self._api.get(CONFIGMAPS, self.namespace, self.config_map)
+        configmap = self._configmap()
         if configmap is None:
             self._write(f"create ConfigMap {self.namespace}/{self.config_map} with {dict(flags)}")
             if not self.dry_run:
@@ -106,7 +121,7 @@ class KubeTarget:
             self._api.merge_patch(CONFIGMAPS, self.namespace, self.config_map, {"data": changed})
 
     def _restart(self, name: str, flags_hash: str) -> None:
-        deployment = self._api.get(DEPLOYMENTS, self.namespace, name)
+        deployment = self._deployment(name)
         if deployment is None:
             return
         if _template_hash(deployment) == flags_hash:

@@ -186,22 +186,31 @@ class Operator:
         return [future.result() for future in futures]
 
     def _prefetch(self, rollouts: Sequence[Mapping[str, Any]], now: datetime) -> None:
-        wanted: dict[int, tuple[PrometheusSource, list[WindowRequest]]] = {}
+        wanted: dict[int, tuple[PrometheusSource, list[WindowRequest], set[str]]] = {}
         for rollout in rollouts:
             planned = self.reconciler.plan_tick(rollout, now)
             if planned is None:
                 continue
             spec, plan, needs = planned
             source = self._metrics_source_for(spec, plan)
-            if isinstance(source, PrometheusSource) and needs.windows:
-                entry = wanted.setdefault(id(source), (source, []))
+            if isinstance(source, PrometheusSource) and (needs.windows or needs.mode_query):
+                entry = wanted.setdefault(id(source), (source, [], set()))
                 entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)
-        for source, requests in wanted.values():
-            source.prefetch(requests, now)
+                if needs.mode_query:
+                    entry[2].add(needs.mode_query)
+        for source, requests, instants in wanted.values():
+            source.prefetch(requests, now, instants=instants)
 
-    def _reconcile(self, namespace: str, name: str, now: datetime) -> Outcome:
+    def _reconcile(
+        self,
+        namespace: str,
+        name: str,
+        now: datetime,
+        listed: Mapping[str, Any] | None = None,
+        records: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+    ) -> Outcome:
         started = self.clock.monotonic()
-        outcome = self.reconciler.reconcile(namespace, name, now)
+        outcome = self.reconciler.reconcile(namespace, name, now, listed=listed, records=records)
         self.telemetry.reconcile_seconds.observe(self.clock.monotonic() - started)
         self._last_tick[(namespace, name)] = now
         step = outcome.decision.status.step if outcome.decision else None

@@ -147,6 +147,8 @@ class PrometheusSource:
         self._lock = threading.Lock()
         self._tick: datetime | None = None
         self._cache: dict[tuple[str, timedelta], WindowSummary] = {}
+        self._modes: dict[str, tuple[float, ...] | None] = {}
+        self._alerts: dict[tuple[str, ...], AlertReading] = {}
         self.queries_sent = 0
 
     def close(self) -> None:
@@ -155,13 +157,22 @@ class PrometheusSource:
 
     # reading ------------------------------------------------------------------
 
-    def prefetch(self, requests_: Iterable[WindowRequest], at: datetime) -> None:
-        """Read every distinct window of this tick concurrently; later reads hit this cache."""
+    def prefetch(
+        self, requests_: Iterable[WindowRequest], at: datetime, *, instants: Iterable[str] = ()
+    ) -> None:
+        """Read every distinct window (and observed-mode query) of this tick concurrently.
+
+        Later reads for the same `at` are answered from this cache.
+        """
         unique = list(dict.fromkeys((r.query, r.window) for r in requests_))
+        modes = list(dict.fromkeys(instants))
         summaries = list(self._pool.map(lambda key: self._read_window(key[0], key[1], at), unique))
+        answers = list(self._pool.map(lambda query: self._read_modes(query, at), modes))
         with self._lock:
             self._tick = at
             self._cache = dict(zip(unique, summaries, strict=True))
+            self._modes = dict(zip(modes, answers, strict=True))
+            self._alerts = {}
 
     def summarize(self, signal: str, query: str, window: timedelta, at: datetime) -> WindowSummary:
         with self._lock:
@@ -182,13 +193,24 @@ class PrometheusSource:
     def firing_alerts(self, names: Sequence[str], at: datetime) -> AlertReading:
         if not names:
             return AlertReading(frozenset())
+        key = tuple(names)
+        with self._lock:
+            if self._tick == at and key in self._alerts:
+                return self._alerts[key]
         pattern = "|".join(re.escape(name) for name in names)
         query = f'ALERTS{{alertstate="firing",alertname=~"{pattern}"}}'
         try:
             result = self._instant(query, at)
+            reading = AlertReading(
+                frozenset(item["metric"].get("alertname", "") for item in result)
+            )
         except _QueryFailed as failure:
-            return AlertReading(None, f"alerts could not be read: {failure}")
-        return AlertReading(frozenset(item["metric"].get("alertname", "") for item in result))
+            reading = AlertReading(None, f"alerts could not be read: {failure}")
+        with self._lock:
+            if self._tick == at:
+                # Many rollouts of one plan ask for the same alerts in one tick: ask once.
+                self._alerts[key] = reading
+        return reading
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         try:
@@ -201,6 +223,12 @@ class PrometheusSource:
         return sum(values) / len(values) if values else None
 
     def modes(self, query: str, at: datetime) -> tuple[float, ...] | None:
+        with self._lock:
+            if self._tick == at and query in self._modes:
+                return self._modes[query]
+        return self._read_modes(query, at)
+
+    def _read_modes(self, query: str, at: datetime) -> tuple[float, ...] | None:
         try:
             result = self._instant(query, at)
         except _QueryFailed:

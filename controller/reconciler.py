@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +47,9 @@ from phases.steps import steps_of
 
 log = logging.getLogger("stage_rollout.reconcile")
 CONFLICT_RETRIES = 3
+STATUS_HEARTBEAT = timedelta(seconds=60)
+"""A status that did not change is written again only this often (it carries lastTickAt)."""
+_VOLATILE = {"last_tick_at", "last_verdicts", "blockers", "conditions"}
 
 
 @dataclass
@@ -116,12 +119,24 @@ class Reconciler:
 
     # the tick -------------------------------------------------------------------
 
-    def reconcile(self, namespace: str, name: str, now: datetime) -> Outcome:
+    def reconcile(
+        self,
+        namespace: str,
+        name: str,
+        now: datetime,
+        *,
+        listed: Mapping[str, Any] | None = None,
+        records: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> Outcome:
+        """One tick. `listed` is the rollout as a pass just listed it (saves a read; a
+        stale copy only costs a conflict and a re-read); `records` are the namespace's
+        approvals and commands, listed once for the whole pass."""
         outcome = Outcome(namespace, name)
         with self._lock(namespace, name):
-            for _attempt in range(CONFLICT_RETRIES):
+            for attempt in range(CONFLICT_RETRIES):
                 try:
-                    if self._tick(namespace, name, now, outcome):
+                    known = listed if attempt == 0 else None
+                    if self._tick(namespace, name, now, outcome, known, records):
                         return outcome
                 except KubeError as error:
                     outcome.problem = str(error)
@@ -132,9 +147,17 @@ class Reconciler:
             outcome.problem = f"status kept changing under the operator ({CONFLICT_RETRIES} conflicts); next tick retries"
             return outcome
 
-    def _tick(self, namespace: str, name: str, now: datetime, outcome: Outcome) -> bool:
+    def _tick(
+        self,
+        namespace: str,
+        name: str,
+        now: datetime,
+        outcome: Outcome,
+        listed: Mapping[str, Any] | None,
+        records: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None,
+    ) -> bool:
         """One attempt; False when the status write met a conflict and the tick must re-run."""
-        rollout = self._api.get(ROLLOUTS, namespace, name)
+        rollout = dict(listed) if listed is not None else self._api.get(ROLLOUTS, namespace, name)
         if rollout is None:
             outcome.problem = "rollout no longer exists"
             return True
@@ -167,12 +190,14 @@ class Reconciler:
             plan.content_hash,
             spec.job_templates,
             dry_run=self._dry_run,
+            active=_jobs_matter(plan, status),
         )
         people = KubePeople(
             self._api,
             namespace,
             name,
             on_invalid=lambda message: self._event(rollout, "RecordIgnored", message, True, now),
+            listed=records,
         )
         needs = needs_of(plan, status, now)
         seen = observe(
@@ -374,6 +399,27 @@ class Reconciler:
             self._api.create(EVENTS, metadata["namespace"], body)
         except KubeError as error:
             log.warning("event not recorded: %s", error, extra={"rollout": metadata["name"]})
+
+
+def _worth_writing(
+    previous: StageRolloutStatus, new: StageRolloutStatus, rollout: Mapping[str, Any], now: datetime
+) -> bool:
+    """Write when the decision changed anything, a condition flipped, or the heartbeat is due."""
+    if not rollout.get("status"):
+        return True
+    if new.model_dump(exclude=_VOLATILE) != previous.model_dump(exclude=_VOLATILE):
+        return True
+    if [(c.type, c.status, c.reason) for c in new.conditions] != [
+        (c.type, c.status, c.reason) for c in previous.conditions
+    ]:
+        return True
+    return previous.last_tick_at is None or now - previous.last_tick_at >= STATUS_HEARTBEAT
+
+
+def _jobs_matter(plan: Plan, status: StageRolloutStatus) -> bool:
+    """Whether this tick needs the rollout's Jobs: its step runs jobs, or started some."""
+    step = steps_of(plan).get(status.step)
+    return bool(step.jobs) or any(record.step == status.step for record in status.jobs.values())
 
 
 def _describe_validation(prefix: str, error: ValidationError) -> str:

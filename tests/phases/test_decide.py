@@ -378,7 +378,9 @@ def test_decide_is_deterministic(driver: Driver) -> None:
     assert first == second
 
 
-def test_a_pause_taken_before_the_flags_landed_still_arms_the_triggers_after_resume(driver: Driver) -> None:
+def test_a_pause_taken_before_the_flags_landed_still_arms_the_triggers_after_resume(
+    driver: Driver,
+) -> None:
     driver.walk_to("3@10")
     driver.approve()
     driver.soak_to_gates()

@@ -639,7 +639,7 @@ def _cases() -> list[Case]:
             "duplicate-phase-id",
             text,
             "phases[1].id",
-            line_of(text, 'id: "2.1"', 70),
+            line_of(text, '  - id: "2.1"', line_of(text, '  - id: "2.1"') + 1),
             "phase id '2.1' appears twice",
         )
     )

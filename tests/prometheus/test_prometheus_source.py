@@ -580,7 +580,11 @@ def test_a_prometheus_that_never_answers_gives_an_error_within_bounded_time(
     started = time.monotonic()
     alerts = source.firing_alerts(["StageValidationHighErrorRate"], at)
     assert time.monotonic() - started < 5
-    assert alerts.firing is None and alerts.error is not None and "did not answer within the query timeout" in alerts.error
+    assert (
+        alerts.firing is None
+        and alerts.error is not None
+        and "did not answer within the query timeout" in alerts.error
+    )
 
     # A tick's windows are read concurrently: three timeouts cost about one.
     started = time.monotonic()
