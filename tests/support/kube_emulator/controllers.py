@@ -210,8 +210,11 @@ class Controllers:
             return
         spec = deployment.get("spec") or {}
         uid, generation = meta["uid"], int(meta.get("generation", 1))
-        template_hash = pod_template_hash(spec.get("template"))
         state = self._rollouts.get(uid)
+        if state is not None and state.generation == generation and state.done:
+            # Settled: nothing to do, and no need to hash the template (this runs after every write).
+            return
+        template_hash = pod_template_hash(spec.get("template"))
         if state is None or state.generation != generation:
             previous_available = int((deployment.get("status") or {}).get("availableReplicas") or 0)
             template_changed = state is None or state.template_hash != template_hash
