@@ -473,12 +473,7 @@ class _Tick:
         if self.status.flags_applied_at is None:
             self._update(flags_applied_at=self.now)
         if self._in_effect():
-            self._move(
-                "verified",
-                "flags applied and workloads rolled out",
-                in_effect_at=self.now,
-                **self._back_in_effect(),
-            )
+            self._verified("flags applied and workloads rolled out", self.now)
         elif self.status.state is StepState.APPLYING:
             self._move("applied", "flags written; waiting for the workloads to roll out")
         else:
@@ -491,17 +486,18 @@ class _Tick:
             # Reached by resuming a pause taken before the flags landed.
             self._update(flags_applied_at=self.now)
         if self._in_effect():
-            self._move(
-                "verified",
-                "workloads rolled out with the step's flags",
-                in_effect_at=self.status.in_effect_at or self.now,
-                **self._back_in_effect(),
+            self._verified(
+                "workloads rolled out with the step's flags", self.status.in_effect_at or self.now
             )
             return
         self.blockers.append(self._rollout_wait())
         problem = self.seen.target.rollout_problem
         if problem:
             self._warn_once(EventKind.ROLLOUT_PROBLEM, problem)
+
+    def _verified(self, reason: str, in_effect_at: datetime) -> None:
+        """The step is in effect: its soak clock runs from `in_effect_at`, any pause closes."""
+        self._move("verified", reason, in_effect_at=in_effect_at, **self._back_in_effect())
 
     def _back_in_effect(self) -> dict[str, Any]:
         """Fields that close a pause when a resumed step is verified in effect again."""
