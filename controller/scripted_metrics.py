@@ -42,6 +42,7 @@ class ScriptedMetrics:
         self._last_offset = 0.0
         self._window_seconds: dict[timedelta, float] = {}
         self._steady: dict[tuple[str, timedelta, int, int], WindowSummary] = {}
+        self._recent: dict[tuple[str, timedelta], tuple[float, float, WindowSummary]] = {}
 
     def _fold(self, points: list[Point]) -> Timeline:
         """The timeline with every outage cut in as a piece without data."""
@@ -91,6 +92,9 @@ class ScriptedMetrics:
 
     def summarize(self, signal: str, query: str, window: timedelta, at: datetime) -> WindowSummary:
         end = self._offset(at)
+        recent = self._recent.get((query, window))
+        if recent is not None and recent[0] < end < recent[1]:
+            return recent[2]
         if self._down(end):
             return WindowSummary.failed(query, window, _OUTAGE)
         timeline = self._timelines.get(signal)
@@ -107,6 +111,15 @@ class ScriptedMetrics:
         if summary is None:
             summary = self._summarize(signal, query, window, at)
             self._steady[key] = summary
+        # The same summary holds while neither edge of the window leaves its piece.
+        seconds = end - start
+        after_first = times[first + 1] if first + 1 < len(times) else math.inf
+        after_last = times[last + 1] if last + 1 < len(times) else math.inf
+        self._recent[(query, window)] = (
+            max(times[first] + seconds, times[last] if last >= 0 else -math.inf),
+            min(after_first + seconds, after_last),
+            summary,
+        )
         return summary
 
     def _summarize(self, signal: str, query: str, window: timedelta, at: datetime) -> WindowSummary:
