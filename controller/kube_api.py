@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -183,6 +184,10 @@ class KubeApi:
             raise _error(
                 "WATCH", kind, namespace, None, error.status, error.body or error.reason
             ) from None
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            raise KubeError(
+                0, "Unreachable", f"no cluster reachable: watch {kind.plural}: {_root(error)}"
+            ) from None
         finally:
             stream.stop()
 
@@ -242,7 +247,7 @@ class KubeApi:
             response.read()
         except ApiException as error:
             raise _error(method, kind, namespace, name, error.status, error.body) from None
-        except OSError as error:
+        except (OSError, urllib3.exceptions.HTTPError) as error:
             raise KubeError(
                 0, "Unreachable", f"no cluster reachable: {method} {path}: {_root(error)}"
             ) from None

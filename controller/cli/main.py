@@ -27,6 +27,7 @@ from controller.catalog import (
     load_scenario,
     read_plan,
 )
+from controller.cli import rollout_commands
 from phases.documents import DocumentError
 from phases.durations import format_duration, parse_duration
 from phases.plan import Plan
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
+rollout_commands.register(app)
 crd_app = typer.Typer(help="The operator's CustomResourceDefinitions.", no_args_is_help=True)
 app.add_typer(crd_app, name="crd")
 

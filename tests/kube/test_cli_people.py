@@ -1,0 +1,160 @@
+"""`stagectl status/approve/pause/rollback/history` against the API server, as a user."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from controller.cli.main import app
+from tests.kube.operator_world import World, make_world
+from tests.support.kube_emulator import KubeEmulator
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
+    return make_world(kube_emulator(rollout_delay=0.05, job_delay=0.05))
+
+
+@pytest.fixture
+def kubeconfig(world: World, tmp_path: Path) -> Path:
+    assert world.emulator is not None
+    world.emulator.add_token("alice-token", "alice@example.com", groups=("sre",))
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": world.emulator.url}}],
+        "users": [{"name": "alice", "user": {"token": "alice-token"}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "alice", "namespace": "shop"},
+            }
+        ],
+        "current-context": "emulator",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def stagectl(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, [*args, "--kubeconfig", str(kubeconfig), "-n", "shop"])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def awaiting_approval(world: World) -> None:
+    for _ in range(5):
+        world.tick()
+        if world.status().get("state") == "soaking":
+            break
+        world.wait_rolled_out()
+    world.tick(advance=timedelta(minutes=1))
+    time.sleep(0.3)
+    world.tick(advance=timedelta(minutes=11))
+    assert world.status()["state"] == "awaiting_approval", world.status().get("blockers")
+
+
+def test_approve_records_the_caller_as_approver_and_the_next_tick_promotes(
+    world: World, kubeconfig: Path
+) -> None:
+    awaiting_approval(world)
+    code, out, err = stagectl(
+        kubeconfig, "approve", "api-rollout", "--step", "warm", "--reason", "indexes verified"
+    )
+    assert code == 0, err
+    assert out.startswith("approved leaving warm of api-rollout as alice@example.com")
+    world.tick()
+    assert world.status()["step"] == "e@50"
+    assert world.status()["history"][-1]["by"] == "alice@example.com"
+
+
+def test_approving_another_step_is_refused(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    code, out, err = stagectl(
+        kubeconfig, "approve", "api-rollout", "--step", "e@50", "--reason", "x"
+    )
+    assert (code, out) == (2, "")
+    assert "rollout api-rollout is at step warm, not e@50" in err
+
+
+def test_approving_twice_is_refused(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert stagectl(kubeconfig, "approve", "api-rollout", "--reason", "ok")[0] == 0
+    code, _out, err = stagectl(kubeconfig, "approve", "api-rollout", "--reason", "again")
+    assert code == 2 and "alice@example.com already approved leaving warm" in err
+
+
+def test_an_unknown_rollout_lists_the_ones_that_exist(world: World, kubeconfig: Path) -> None:
+    code, _out, err = stagectl(kubeconfig, "approve", "nope", "--reason", "x")
+    assert (
+        code == 2
+        and "no StageRollout 'nope' in namespace shop (rollouts there: api-rollout)" in err
+    )
+
+
+def test_a_refused_approval_names_the_role_needed(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert world.emulator is not None
+    world.emulator.inject(method="POST", path_regex=r"/stageapprovals$", status=403, times=1)
+    code, _out, err = stagectl(kubeconfig, "approve", "api-rollout", "--reason", "x")
+    assert code == 2 and "needs the stage-rollout-approver role" in err
+
+
+def test_no_cluster_reachable_is_one_clear_error(tmp_path: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, out, err = stagectl(path, "status")
+    assert (code, out) == (2, "")
+    assert err.startswith("stagectl: no cluster reachable")
+
+
+def test_status_shows_what_blocks_promotion(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    code, out, _err = stagectl(kubeconfig, "status", "api-rollout", "-o", "json")
+    assert code == 0
+    view = json.loads(out)
+    assert (view["step"], view["state"], view["percent"]) == ("warm", "awaiting_approval", 0)
+    assert "waiting for approval to leave warm (0 of 1)" in view["blockers"]
+    assert [(v["name"], v["outcome"]) for v in view["verdicts"]] == [("errors-low", "pass")]
+    code, table, _err = stagectl(kubeconfig, "status")
+    assert code == 0 and table.splitlines()[1].split()[:3] == [
+        "api-rollout",
+        "warm",
+        "awaiting_approval",
+    ]
+
+
+def test_pause_is_recorded_with_who_gave_it_and_honoured(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    code, out, _err = stagectl(kubeconfig, "pause", "api-rollout", "--reason", "incident 42")
+    assert code == 0 and "recorded as alice@example.com" in out
+    world.tick()
+    assert world.status()["state"] == "paused"
+    code, out, _err = stagectl(kubeconfig, "history", "api-rollout", "-o", "json")
+    commands = json.loads(out)["commands"]
+    assert [(c["command"], c["by"], c["reason"]) for c in commands] == [
+        ("pause", "alice@example.com", "incident 42")
+    ]
+
+
+def test_rollback_to_an_unknown_step_is_refused(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    code, _out, err = stagectl(kubeconfig, "rollback", "api-rollout", "--to", "9@9")
+    assert code == 2 and "--to '9@9' is not a step of the plan (warm, e@50, e@100) nor warn" in err
