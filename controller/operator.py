@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from controller.clock import SystemClock
 from controller.kube_api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.leadership import LeaderElector
+from controller.notifications import Notifier
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus_source import PrometheusSettings, PrometheusSource
 from controller.reconciler import Outcome, Reconciler
@@ -85,8 +86,10 @@ class Operator:
         settings: OperatorSettings,
         clock: SystemClock | None = None,
         metrics_for: Callable[[StageRolloutSpec, Plan], MetricsSource] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.api = api
+        self.notifier = notifier
         self._metrics_source_for = metrics_for or self._metrics_for
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -212,6 +215,9 @@ class Operator:
         started = self.clock.monotonic()
         outcome = self.reconciler.reconcile(namespace, name, now, listed=listed, records=records)
         self.telemetry.reconcile_seconds.observe(self.clock.monotonic() - started)
+        if self.notifier is not None and outcome.decision is not None and outcome.wrote_status:
+            # Queued, never sent here: a slow webhook cannot hold the tick.
+            self.notifier.notify(namespace, name, outcome.decision.events, now)
         self._last_tick[(namespace, name)] = now
         step = outcome.decision.status.step if outcome.decision else None
         log.info(
@@ -316,3 +322,5 @@ class Operator:
             server.shutdown()
             for source in self._sources.values():
                 source.close()
+            if self.notifier is not None:
+                self.notifier.close()

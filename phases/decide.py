@@ -329,12 +329,14 @@ class _Tick:
     def _resume(self, why: str, by: str) -> None:
         status = self.status
         if status.state is StepState.STALLED:
+            # As after a pause, the clocks wait until the step is verified in effect again.
             self._move(
                 "resume",
                 f"{why} (max duration counted afresh)",
                 by=by,
                 deadline_from=self.now,
                 deadline_paused=timedelta(0),
+                paused_at=self.now,
             )
             return
         # The clocks stay stopped (paused_at kept) until the step is verified in effect again.

@@ -34,6 +34,7 @@ from phases.plan import Plan
 
 if TYPE_CHECKING:
     from controller.driving import RunResult
+    from controller.notifications import Notifier
     from controller.prometheus_source import PrometheusSettings
 
 app = typer.Typer(
@@ -439,6 +440,13 @@ def run_operator(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    notifications: Annotated[
+        Path | None,
+        typer.Option(
+            "--notifications",
+            help="YAML list of webhook sinks (url, kind json|slack, timeout, headers).",
+        ),
+    ] = None,
 ) -> None:
     """Run the operator: reconcile every StageRollout it can see until stopped."""
     import signal
@@ -460,6 +468,7 @@ def run_operator(
         fail(f"--metrics-port {metrics_port} is not a port number")
     if prometheus_url is not None:
         _prometheus_settings(prometheus_url, "10s", None, None, False)
+    notifier = _notifier(notifications) if notifications is not None else None
     configure_logging(log_level)
     try:
         api = KubeApi(load_api_client(kubeconfig, context))
@@ -476,10 +485,29 @@ def run_operator(
         lease_namespace=lease_namespace,
         identity=identity or socket.gethostname(),
     )
-    operator = Operator(api, settings)
+    operator = Operator(api, settings, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())
     signal.signal(signal.SIGINT, lambda *_: operator.stop.set())
     operator.run()
+
+
+def _notifier(path: Path) -> Notifier:
+    from pydantic import TypeAdapter, ValidationError
+
+    from controller.notifications import NotificationSink, Notifier
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        sinks = TypeAdapter(list[NotificationSink]).validate_python(raw)
+    except OSError as error:
+        fail(f"--notifications {path}: {error.strerror}")
+    except yaml.YAMLError as error:
+        fail(f"--notifications {path}: not YAML: {error}")
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        fail(f"--notifications {path}: [{where}]: {first['msg']}")
+    return Notifier(sinks)
 
 
 @crd_app.command("generate")

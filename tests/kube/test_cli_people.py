@@ -158,3 +158,53 @@ def test_rollback_to_an_unknown_step_is_refused(world: World, kubeconfig: Path) 
     awaiting_approval(world)
     code, _out, err = stagectl(kubeconfig, "rollback", "api-rollout", "--to", "9@9")
     assert code == 2 and "--to '9@9' is not a step of the plan (warm, e@50, e@100) nor warn" in err
+
+
+def role_rules(name: str) -> set[tuple[str, str, str]]:
+    path = Path(__file__).resolve().parents[2] / "manifests" / "base" / "roles.yaml"
+    role = next(
+        d
+        for d in yaml.safe_load_all(path.read_text(encoding="utf-8"))
+        if d["metadata"]["name"] == name
+    )
+    return {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def test_approving_uses_only_what_the_approver_role_grants(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert world.emulator is not None
+    world.emulator.clear_requests()
+    assert stagectl(kubeconfig, "status", "api-rollout")[0] == 0
+    assert stagectl(kubeconfig, "approve", "api-rollout", "--reason", "ok")[0] == 0
+    used = world.emulator.rbac_rules_used(user="alice@example.com")
+    assert ("stage.rollout.dev", "stageapprovals", "create") in used
+    assert used <= role_rules("stage-rollout-approver"), used - role_rules("stage-rollout-approver")
+    assert not {
+        rule
+        for rule in role_rules("stage-rollout-approver")
+        if rule[1].startswith("stagerollouts") and rule[2] not in ("get", "list", "watch")
+    }
+
+
+def test_commands_use_only_what_the_operator_role_grants(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert world.emulator is not None
+    world.emulator.clear_requests()
+    for args in (
+        ["pause", "api-rollout"],
+        ["resume", "api-rollout"],
+        ["rollback", "api-rollout", "--to", "warn"],
+        ["history", "api-rollout"],
+    ):
+        assert stagectl(kubeconfig, *args)[0] == 0, args
+    used = world.emulator.rbac_rules_used(user="alice@example.com")
+    assert used <= role_rules("stage-rollout-operator"), used - role_rules("stage-rollout-operator")
+    assert ("stage.rollout.dev", "stagecommands", "create") not in role_rules(
+        "stage-rollout-approver"
+    )

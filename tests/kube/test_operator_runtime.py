@@ -262,3 +262,43 @@ def test_an_approval_is_acted_on_through_the_watch_long_before_the_next_pass(
         operator.stop.set()
         runner.join(timeout=10)
     assert latency < 2.0, latency
+
+
+class _Recording:
+    """A notifier at the port boundary: it keeps what the operator hands it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, list[str]]] = []
+
+    def notify(self, namespace: str, rollout: str, events: Any, at: datetime) -> int:
+        self.calls.append((namespace, rollout, [e.kind.value for e in events]))
+        return len(events)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        return True
+
+
+def test_the_operator_hands_each_decisions_events_to_the_notifier(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    world = make_world(emulator)
+    recording = _Recording()
+    operator = Operator(
+        KubeApi(emulator.api_client(user=OPERATOR_USER)),
+        OperatorSettings(
+            namespace=world.namespace,
+            interval=timedelta(seconds=1),
+            granularity=timedelta(seconds=1),
+            metrics_port=0,
+        ),
+        metrics_for=lambda _spec, _plan: world.source,
+        notifier=recording,  # type: ignore[arg-type]
+    )
+    for _ in range(4):
+        operator.tick_all()
+        world.wait_rolled_out()
+        time.sleep(1.1)
+    kinds = [kind for _ns, _name, found in recording.calls for kind in found]
+    assert "transition" in kinds
+    assert {(ns, name) for ns, name, _ in recording.calls} == {(world.namespace, world.name)}

@@ -135,11 +135,14 @@ Emulated semantics
     * Faults: `inject` a status (e.g. 429 with Retry-After, 500, 503, 409, 410)
       and/or a delay for the next N requests matching a method and path regex;
       `clear_faults` removes them.
+    * ValidatingAdmissionPolicies and their bindings: on CREATE and UPDATE over
+      HTTP, the CEL validations are evaluated with cel-python and a denial answers
+      as the API server does (see `admission.py` for what of them is covered).
 
 Not emulated (a test that needs one of these needs a real cluster)
     Authorization/RBAC enforcement (every authenticated or anonymous request is
     allowed; only the log says which permissions were used), admission webhooks and
-    admission plugins, server-side apply (``application/apply-patch+yaml`` is a 415),
+    the other admission plugins, server-side apply (``application/apply-patch+yaml`` is a 415),
     ``managedFields``, protobuf/CBOR/YAML bodies (requests must be JSON or carry no
     Content-Type; responses are always JSON), TLS, API priority and fairness,
     garbage collection through ownerReferences, pods and ReplicaSets behind

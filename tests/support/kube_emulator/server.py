@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import select
@@ -415,13 +416,16 @@ class _Handler(BaseHTTPRequestHandler):
             raise err.method_not_supported(rtype.plural, rtype.group, method)
         if method in ("POST", "PUT"):
             self._check_body_type()
+        user_info = {"username": user.name, "uid": user.uid, "groups": list(user.groups)}
         parsed = (
             _parse_json(body)
             if method in ("POST", "PUT") or (method == "DELETE" and body)
             else None
         )
         if method == "POST" and not route.name:
-            created = store.create(rtype, route.version, namespace, parsed, dry_run=dry_run)
+            created = store.create(
+                rtype, route.version, namespace, parsed, dry_run=dry_run, user_info=user_info
+            )
             self._send_json(201, created)
         elif method == "PUT" and route.name:
             updated, code = store.update(
@@ -432,6 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
                 parsed,
                 subresource=route.subresource,
                 dry_run=dry_run,
+                user_info=user_info,
             )
             self._send_json(code, updated)
         elif method == "PATCH" and route.name:
@@ -444,6 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("Content-Type") or "",
                 subresource=route.subresource,
                 dry_run=dry_run,
+                user_info=user_info,
             )
             self._send_json(200, patched)
         elif method == "DELETE" and route.name and not route.subresource:
@@ -920,6 +926,27 @@ class KubeEmulator:
     def register_crd(self, crd: dict[str, Any]) -> dict[str, Any]:
         """Create (or update) a CustomResourceDefinition; its resources are served at once."""
         return self.store.create_crd(crd)
+
+    def register_admission_policy(
+        self, policy: dict[str, Any], binding: dict[str, Any] | None = None
+    ) -> None:
+        """Create (or replace) a ValidatingAdmissionPolicy and its binding; see `admission`.
+
+        Without a binding the policy is stored but enforces nothing, as on a real cluster.
+        """
+        for obj in (policy, binding):
+            if obj is None:
+                continue
+            rtype, version = self._type_of(obj)
+            body = copy.deepcopy(obj)
+            name = str((body.get("metadata") or {}).get("name", ""))
+            with self.store.lock:
+                current = self.store.stored(rtype, "", name)
+                if current is None:
+                    self.store.create(rtype, version, "", body)
+                    continue
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self.store.update(rtype, version, "", name, body)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create `obj` (with apiVersion, kind, metadata.name[, namespace]) bypassing HTTP."""

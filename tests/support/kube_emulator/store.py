@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import admission
 from . import errors as err
 from .errors import ApiError, FieldError
 from .patching import json_patch, merge_patch, strategic_merge_patch
@@ -89,7 +90,7 @@ class Store:
         self.compacted_resource_version = initial_resource_version
         self.history: deque[StoredEvent] = deque()
         self.history_size = history_size
-        self.types: list[ResourceType] = builtin_resource_types()
+        self.types: list[ResourceType] = builtin_resource_types() + admission.resource_types()
         self._objects: dict[StorageKey, dict[ObjectKey, dict[str, Any]]] = {}
         self.write_hooks: list[Callable[[StoredEvent], None]] = []
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -316,8 +317,9 @@ class Store:
         body: Any,
         *,
         dry_run: bool = False,
+        user_info: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """POST: the created object as served in `version`."""
+        """POST: the created object as served in `version`; admitted when `user_info` is given."""
         with self.lock:
             obj = self._decode(rtype, version, body)
             metadata = obj["metadata"]
@@ -353,6 +355,7 @@ class Store:
             rtype.hooks.prepare_create(obj)
             obj, errors = rtype.hooks.admit(obj, None, version)
             self._reject_invalid(rtype, name, metadata_errors(obj) + errors)
+            self._admit(rtype, version, "CREATE", obj, None, "", user_info, dry_run)
             if self.stored(rtype, namespace, name) is not None:
                 raise err.already_exists(rtype.plural, rtype.group, name)
             if dry_run:
@@ -373,12 +376,21 @@ class Store:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        user_info: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], int]:
         """PUT: (object, 200), or (object, 201) when a kind that allows it is created by PUT."""
         with self.lock:
             new = self._decode(rtype, version, body)
             return self._update(
-                rtype, version, namespace, name, new, subresource, dry_run, patch=False
+                rtype,
+                version,
+                namespace,
+                name,
+                new,
+                subresource,
+                dry_run,
+                patch=False,
+                user_info=user_info,
             )
 
     def patch(
@@ -392,6 +404,7 @@ class Store:
         *,
         subresource: str = "",
         dry_run: bool = False,
+        user_info: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """PATCH with one of the JSON patch types; the patched object."""
         media = content_type.split(";", 1)[0].strip().lower()
@@ -430,7 +443,15 @@ class Store:
                 metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
             new = self._decode(rtype, version, patched)
             result, _ = self._update(
-                rtype, version, namespace, name, new, subresource, dry_run, patch=True
+                rtype,
+                version,
+                namespace,
+                name,
+                new,
+                subresource,
+                dry_run,
+                patch=True,
+                user_info=user_info,
             )
             return result
 
@@ -445,6 +466,7 @@ class Store:
         dry_run: bool,
         *,
         patch: bool,
+        user_info: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], int]:
         metadata = new["metadata"]
         given_name = metadata.get("name")
@@ -460,7 +482,12 @@ class Store:
                 raise err.not_found(rtype.plural, rtype.group, name)
             metadata.pop("resourceVersion", None)
             return self.create(
-                rtype, version, namespace, self.render(rtype, version, new), dry_run=dry_run
+                rtype,
+                version,
+                namespace,
+                self.render(rtype, version, new),
+                dry_run=dry_run,
+                user_info=user_info,
             ), 201
         current_rv = current["metadata"]["resourceVersion"]
         given_rv = metadata.get("resourceVersion") or ""
@@ -516,6 +543,7 @@ class Store:
         result["metadata"]["resourceVersion"] = current_rv
         result, errors = rtype.hooks.admit(result, current, version)
         self._reject_invalid(rtype, name, metadata_errors(result) + errors)
+        self._admit(rtype, version, "UPDATE", result, current, subresource, user_info, dry_run)
         if result == current:
             return self.render(rtype, version, current), 200
         if dry_run:
@@ -527,6 +555,37 @@ class Store:
         stored = self._commit(rtype, "MODIFIED", result, current)
         self._after_write(rtype, stored)
         return self.render(rtype, version, self.stored(rtype, namespace, name) or stored), 200
+
+    def _admit(
+        self,
+        rtype: ResourceType,
+        version: str,
+        operation: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        subresource: str,
+        user_info: dict[str, Any] | None,
+        dry_run: bool,
+    ) -> None:
+        """ValidatingAdmissionPolicies (see `admission`), for writes made by a user over HTTP."""
+        if user_info is None:
+            return
+        metadata = obj["metadata"]
+        admission.review(
+            self,
+            admission.Request(
+                rtype=rtype,
+                version=version,
+                operation=operation,
+                namespace=str(metadata.get("namespace", "")),
+                name=str(metadata.get("name", "")),
+                subresource=subresource,
+                obj=self.render(rtype, version, obj),
+                old=None if old is None else self.render(rtype, version, old),
+                user_info=user_info,
+                dry_run=dry_run,
+            ),
+        )
 
     @staticmethod
     def _generation_changes(rtype: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> bool:
