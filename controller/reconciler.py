@@ -158,7 +158,8 @@ class Reconciler:
     ) -> bool:
         """One attempt; False when the status write met a conflict and the tick must re-run."""
         rollout = dict(listed) if listed is not None else self._api.get(ROLLOUTS, namespace, name)
-        if rollout is None:
+        if rollout is None or (rollout.get("metadata") or {}).get("name") != name:
+            # Gone, or an answer that is not the rollout (e.g. a Status while the API server stops).
             outcome.problem = "rollout no longer exists"
             return True
         generation = int(rollout["metadata"].get("generation", 0))

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from controller.catalog import load_plan
 from controller.kube_api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
 from controller.resources import StageRolloutSpec, StageRolloutStatus
+from phases.decide import WRITE_ENFORCEMENT_OFF
 from phases.durations import format_duration
 from phases.status import StepState
 from phases.steps import steps_of
@@ -125,7 +126,7 @@ def command(
     status = rollout.get("status") or {}
     if status.get("state") in _TERMINAL:
         raise RecordError(f"rollout {name} is {status['state']}; it takes no more commands")
-    if to is not None and to != "warn":
+    if to is not None and to not in ("warn", WRITE_ENFORCEMENT_OFF):
         steps = [s.id for s in steps_of(_plan(rollout)).steps]
         if to not in steps:
             raise RecordError(

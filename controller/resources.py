@@ -164,7 +164,10 @@ class StageCommandSpec(BaseModel):
     command: CommandName
     by: str = Field(min_length=1)
     reason: str = ""
-    to: str | None = Field(default=None, description="rollback target: a step id, or warn")
+    to: str | None = Field(
+        default=None,
+        description="rollback target: an earlier step id, warn, or write-enforcement-off",
+    )
 
 
 APPROVAL_KIND = "StageApproval"

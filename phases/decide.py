@@ -29,7 +29,7 @@ from phases.durations import format_duration
 from phases.flags import WARN_FLAGS, hash_flags
 from phases.machine import PhaseMachines, machines_for
 from phases.observations import Command, JobPhase, Observations
-from phases.plan import JobGate, Plan, SignalGate, SignalTrigger
+from phases.plan import WRITE_ONLY_FLAG, JobGate, Plan, SignalGate, SignalTrigger
 from phases.status import (
     HANDLED_LIMIT,
     HISTORY_LIMIT,
@@ -52,6 +52,8 @@ _TRIGGER_STATES = frozenset(
     }
 )
 _NO_APPROVALS = ApprovalCount((), ())
+WRITE_ENFORCEMENT_OFF = "write-enforcement-off"
+"""A rollback target: keep the step, turn ENFORCE_WRITE_ONLY off (runbook scenario 2)."""
 _READY_STATES = frozenset({StepState.SOAKING, StepState.AWAITING_APPROVAL, StepState.STALLED})
 
 
@@ -352,6 +354,14 @@ class _Tick:
             target = table.before(current)
             if target is None:
                 return f"{current.id} is the first step; there is nothing to roll back to"
+        elif command.to == WRITE_ENFORCEMENT_OFF:
+            # Runbook scenario 2: write enforcement too aggressive. Same step, writes back
+            # in warn; like any rollback it re-soaks and waits for a new approval.
+            flags, _hash = self._expected()
+            if flags.get(WRITE_ONLY_FLAG) != "true":
+                return f"write enforcement is already off at step {current.id}"
+            target = current
+            overrides = {**self.status.flag_overrides, WRITE_ONLY_FLAG: "false"}
         elif command.to == "warn":
             earlier = [s for s in table.steps[: current.index] if dict(s.flags) == dict(WARN_FLAGS)]
             target = earlier[-1] if earlier else table.first
@@ -363,7 +373,7 @@ class _Tick:
             found = table.by_id.get(command.to)
             if found is None:
                 known = ", ".join(s.id for s in table.steps)
-                return f"unknown step {command.to!r} (steps: {known}; or 'warn')"
+                return f"unknown step {command.to!r} (steps: {known}; or warn, or {WRITE_ENFORCEMENT_OFF})"
             if found.index >= current.index:
                 return f"{found.id} is not before the current step {current.id}"
             target = found

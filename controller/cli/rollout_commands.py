@@ -246,13 +246,25 @@ def register(app: typer.Typer) -> None:
                 help="An earlier step, or warn (mode warn, write enforcement off, percent 0).",
             ),
         ] = None,
+        disable_write_enforcement: Annotated[
+            bool,
+            typer.Option(
+                "--disable-write-enforcement",
+                help="Keep the step, turn ENFORCE_WRITE_ONLY off (reads stay in warn).",
+            ),
+        ] = False,
         namespace: NamespaceOption = "default",
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
     ) -> None:
-        """Roll back to the previous step, an earlier one, or straight to warn."""
+        """Roll back to the previous step, an earlier one, straight to warn, or write enforcement off."""
         from controller.records import command
+        from phases.decide import WRITE_ENFORCEMENT_OFF
 
+        if disable_write_enforcement and to is not None:
+            _fail("--to and --disable-write-enforcement are two different rollbacks; give one")
+        if disable_write_enforcement:
+            to = WRITE_ENFORCEMENT_OFF
         api = _api(kubeconfig, context)
         created = _run(lambda: command(api, namespace, name, "rollback", reason=reason, to=to))
         target = to or "the previous step"

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli.main import app
+from controller.kube_api import EVENTS
 from tests.kube.operator_world import World, make_world
 from tests.support.kube_emulator import KubeEmulator
 
@@ -208,3 +209,64 @@ def test_commands_use_only_what_the_operator_role_grants(world: World, kubeconfi
     assert ("stage.rollout.dev", "stagecommands", "create") not in role_rules(
         "stage-rollout-approver"
     )
+
+
+@pytest.mark.parametrize(
+    ("forgery", "phrase"),
+    [
+        ({"rollout": {"name": "api-rollout", "uid": "another-uid"}}, "is for another rollout"),
+        ({"planHash": "0" * 64}, "was given for plan version"),
+        ({"expiresAt": "2020-01-01T00:00:00Z"}, "expired"),
+    ],
+    ids=["other-uid", "old-plan-hash", "expired"],
+)
+def test_an_approval_that_does_not_count_does_not_promote_and_says_why(
+    world: World, forgery: dict, phrase: str
+) -> None:
+    awaiting_approval(world)
+    world.approve("warm", **forgery)
+    world.tick()
+    assert world.status()["step"] == "warm"
+    events, _ = world.api.list(EVENTS, world.namespace)
+    ignored = [e["message"] for e in events if e["reason"] == "ApprovalIgnored"]
+    assert any(phrase in message for message in ignored), ignored
+
+
+def test_an_approval_is_used_once(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert stagectl(kubeconfig, "approve", "api-rollout", "--reason", "ok")[0] == 0
+    world.tick()
+    assert world.status()["step"] == "e@50"
+    world.command("rollback")
+    world.tick()
+    world.wait_rolled_out()
+    for _ in range(3):
+        world.tick(advance=timedelta(minutes=20))
+    status = world.status()
+    assert status["step"] == "warm" and status["holdForApproval"]
+    assert status["state"] == "awaiting_approval"  # the approval already used does not count again
+
+
+def test_rollback_disable_write_enforcement_is_recorded_and_refused_where_it_is_already_off(
+    world: World, kubeconfig: Path
+) -> None:
+    awaiting_approval(world)
+    code, out, err = stagectl(
+        kubeconfig,
+        "rollback",
+        "api-rollout",
+        "--disable-write-enforcement",
+        "--reason",
+        "too strict",
+    )
+    assert (
+        code == 0
+        and "rollback of api-rollout to write-enforcement-off recorded as alice@example.com" in out
+    ), err
+    world.tick()
+    events, _ = world.api.list(EVENTS, world.namespace)
+    assert any("write enforcement is already off at step warm" in e["message"] for e in events)
+    code, _out, err = stagectl(
+        kubeconfig, "rollback", "api-rollout", "--to", "warm", "--disable-write-enforcement"
+    )
+    assert code == 2 and "two different rollbacks" in err

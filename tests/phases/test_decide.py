@@ -395,3 +395,20 @@ def test_a_pause_taken_before_the_flags_landed_still_arms_the_triggers_after_res
     driver.advance(timedelta(minutes=10), trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
     assert driver.status.step == "3@10"
     assert driver.transitions[-1].trigger == "rollback"
+
+
+def test_rollback_with_write_enforcement_off_keeps_the_step_and_only_that_flag(
+    driver: Driver,
+) -> None:
+    driver.walk_to("2.5")
+    driver.command("rollback", to="write-enforcement-off", reason="scenario 2")
+    decision = driver.tick()
+    assert driver.status.step == "2.5" and driver.transitions[-1].trigger == "rollback"
+    flags = [a for a in decision.actions if isinstance(a, SetFlags)][-1].flags
+    assert dict(flags) == {**dict(driver.step.flags), "ENFORCE_WRITE_ONLY": "false"}
+    assert driver.status.hold_for_approval
+    driver.command("rollback", to="write-enforcement-off")
+    again = driver.tick()
+    assert [e.message for e in again.events if e.kind is EventKind.COMMAND_REJECTED] == [
+        "rollback by bob: write enforcement is already off at step 2.5"
+    ]
