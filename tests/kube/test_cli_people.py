@@ -270,3 +270,81 @@ def test_rollback_disable_write_enforcement_is_recorded_and_refused_where_it_is_
         kubeconfig, "rollback", "api-rollout", "--to", "warm", "--disable-write-enforcement"
     )
     assert code == 2 and "two different rollbacks" in err
+
+
+def walk_to_e50(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    assert stagectl(kubeconfig, "approve", "api-rollout", "--reason", "ok")[0] == 0
+    world.tick()
+    world.wait_rolled_out()
+    world.tick()
+    assert (world.status()["step"], world.status()["state"]) == ("e@50", "soaking")
+
+
+def test_rollback_to_warn_leaves_exactly_the_runbooks_full_rollback_flags(
+    world: World, kubeconfig: Path
+) -> None:
+    walk_to_e50(world, kubeconfig)
+    assert (
+        stagectl(kubeconfig, "rollback", "api-rollout", "--to", "warn", "--reason", "scenario 3")[0]
+        == 0
+    )
+    world.tick()
+    assert world.flags() == {
+        "STAGE_VALIDATION_MODE": "warn",
+        "ENFORCE_WRITE_ONLY": "false",
+        "ENFORCEMENT_PERCENT": "0",
+        "STAGE_VALIDATION_DRY_RUN": "false",
+    }
+    assert world.status()["step"] == "warm"
+
+
+def test_pause_during_the_soak_stops_its_clock_and_resume_restarts_it(
+    world: World, kubeconfig: Path
+) -> None:
+    from controller.resources import StageRolloutStatus
+
+    walk_to_e50(world, kubeconfig)
+    world.tick(advance=timedelta(minutes=4))
+    assert stagectl(kubeconfig, "pause", "api-rollout")[0] == 0
+    world.tick()
+    paused = StageRolloutStatus.model_validate(world.status())
+    soaked = paused.soak_elapsed(world.now)
+    world.tick(advance=timedelta(hours=3))
+    assert StageRolloutStatus.model_validate(world.status()).soak_elapsed(world.now) == soaked
+    assert stagectl(kubeconfig, "resume", "api-rollout")[0] == 0
+    world.tick()
+    world.tick(advance=timedelta(minutes=1))
+    resumed = StageRolloutStatus.model_validate(world.status())
+    assert resumed.state.value == "soaking"
+    assert resumed.soak_elapsed(world.now) == soaked + timedelta(minutes=1)
+
+
+def test_status_watch_redraws_until_interrupted(world: World, kubeconfig: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    world.tick()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from controller.cli.main import run; run()",
+            "status",
+            "--watch",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            "shop",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)
+    process.send_signal(signal.SIGINT)
+    out, _err = process.communicate(timeout=10)
+    # Not a terminal: the clear-screen code is left out and each frame follows the last.
+    assert out.count("NAME ") >= 2 and out.count("api-rollout") >= 2
+    assert "\033[" not in out
