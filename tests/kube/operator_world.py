@@ -9,8 +9,11 @@ STAGE_TEST_KUBECONFIG set, the same tests run against that real cluster instead
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +32,7 @@ from controller.kube_api import (
     KubeApi,
     load_api_client,
 )
+from controller.operator import Operator, OperatorSettings
 from controller.reconciler import Hooks, Outcome, Reconciler
 from controller.scenario import parse_scenario
 from controller.scripted_metrics import ScriptedMetrics
@@ -253,3 +257,93 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         },
     )
     return world
+
+
+QUICK_PLAN = {
+    "name": "quick",
+    "version": "1",
+    "signals": {"error_ratio": {"query": "q"}},
+    "phases": [
+        {
+            "id": "a",
+            "name": "A",
+            "flags": {
+                "STAGE_VALIDATION_MODE": "warn",
+                "ENFORCE_WRITE_ONLY": False,
+                "ENFORCEMENT_PERCENT": 0,
+                "STAGE_VALIDATION_DRY_RUN": False,
+            },
+            "min_duration": "1s",
+            "approval": {"required": True},
+            "gates": [
+                {
+                    "name": "ok",
+                    "signal": "error_ratio",
+                    "comparator": "<",
+                    "threshold": 0.01,
+                    "window": "1s",
+                }
+            ],
+        },
+        {
+            "id": "b",
+            "name": "B",
+            "flags": {
+                "STAGE_VALIDATION_MODE": "enforce",
+                "ENFORCE_WRITE_ONLY": False,
+                "ENFORCEMENT_PERCENT": 10,
+                "STAGE_VALIDATION_DRY_RUN": False,
+            },
+        },
+    ],
+}
+
+
+@contextmanager
+def quick_operator(emulator: KubeEmulator) -> Iterator[tuple[World, Operator]]:
+    """A running operator over one rollout of a one-second plan with healthy metrics."""
+    world = make_world(emulator, plan={"inline": QUICK_PLAN})
+    world.plan = parse_plan(yaml.safe_dump(QUICK_PLAN), source="quick")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    healthy = ScriptedMetrics(
+        parse_scenario(
+            f"name: q\nstart: {start.isoformat()}\nsignals:\n  error_ratio: [{{at: 0s, value: 0.001}}]\n",
+            source="q",
+        ),
+        timedelta(seconds=1),
+    )
+    operator = Operator(
+        KubeApi(emulator.api_client(user=OPERATOR_USER)),
+        OperatorSettings(
+            namespace=world.namespace,
+            interval=timedelta(seconds=1),
+            granularity=timedelta(seconds=1),
+            metrics_port=0,
+        ),
+        metrics_for=lambda _spec, _plan: healthy,
+    )
+    runner = threading.Thread(target=operator.run, daemon=True)
+    runner.start()
+    try:
+        yield world, operator
+    finally:
+        operator.stop.set()
+        runner.join(timeout=10)
+
+
+def approve_when_ready(
+    world: World, operator: Operator, *, pass_seconds: int, timeout: float
+) -> float:
+    """Wait for "awaiting approval", slow the passes down, approve; seconds until promoted."""
+    deadline = time.monotonic() + 20
+    while world.status().get("state") != "awaiting_approval":
+        assert time.monotonic() < deadline, world.status().get("blockers")
+        time.sleep(0.05)
+    operator.scheduler.reschedule_job("tick-all", trigger="interval", seconds=pass_seconds)
+    time.sleep(0.5)
+    approved = time.monotonic()
+    world.approve("a")
+    while world.status().get("step") != "b":
+        assert time.monotonic() - approved < timeout, "the approval was not acted on"
+        time.sleep(0.005)
+    return time.monotonic() - approved

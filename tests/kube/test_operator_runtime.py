@@ -10,17 +10,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import yaml
 
 from controller.kube_api import DEPLOYMENTS, KubeApi
 from controller.leadership import LeaderElector
 from controller.operator import Operator, OperatorSettings
-from controller.scenario import parse_scenario
-from controller.scripted_metrics import ScriptedMetrics
 from controller.telemetry import Telemetry
 from phases.flags import hash_flags
-from phases.plan_checks import parse_plan
-from tests.kube.operator_world import OPERATOR_USER, World, make_world
+from tests.kube.operator_world import (
+    OPERATOR_USER,
+    World,
+    approve_when_ready,
+    make_world,
+    quick_operator,
+)
 from tests.support.kube_emulator import KubeEmulator
 
 E50 = {
@@ -178,89 +180,12 @@ def test_metrics_and_probes_are_served(kube: KubeEmulator) -> None:
         server.shutdown()
 
 
-QUICK_PLAN = {
-    "name": "quick",
-    "version": "1",
-    "signals": {"error_ratio": {"query": "q"}},
-    "phases": [
-        {
-            "id": "a",
-            "name": "A",
-            "flags": {
-                "STAGE_VALIDATION_MODE": "warn",
-                "ENFORCE_WRITE_ONLY": False,
-                "ENFORCEMENT_PERCENT": 0,
-                "STAGE_VALIDATION_DRY_RUN": False,
-            },
-            "min_duration": "1s",
-            "approval": {"required": True},
-            "gates": [
-                {
-                    "name": "ok",
-                    "signal": "error_ratio",
-                    "comparator": "<",
-                    "threshold": 0.01,
-                    "window": "1s",
-                }
-            ],
-        },
-        {
-            "id": "b",
-            "name": "B",
-            "flags": {
-                "STAGE_VALIDATION_MODE": "enforce",
-                "ENFORCE_WRITE_ONLY": False,
-                "ENFORCEMENT_PERCENT": 10,
-                "STAGE_VALIDATION_DRY_RUN": False,
-            },
-        },
-    ],
-}
-
-
 def test_an_approval_is_acted_on_through_the_watch_long_before_the_next_pass(
     kube_emulator: Callable[..., KubeEmulator],
 ) -> None:
-    emulator = kube_emulator(rollout_delay=0.05)
-    world = make_world(emulator, plan={"inline": QUICK_PLAN})
-    world.plan = parse_plan(yaml.safe_dump(QUICK_PLAN), source="quick")
-    start = datetime.now(UTC) - timedelta(hours=1)
-    healthy = ScriptedMetrics(
-        parse_scenario(
-            f"name: q\nstart: {start.isoformat()}\nsignals:\n  error_ratio: [{{at: 0s, value: 0.001}}]\n",
-            source="q",
-        ),
-        timedelta(seconds=1),
-    )
-    operator = Operator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
-            interval=timedelta(seconds=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
-        ),
-        metrics_for=lambda _spec, _plan: healthy,
-    )
-    runner = threading.Thread(target=operator.run, daemon=True)
-    runner.start()
-    try:
-        deadline = time.monotonic() + 20
-        while world.status().get("state") != "awaiting_approval":
-            assert time.monotonic() < deadline, world.status().get("blockers")
-            time.sleep(0.1)
-        # From now on a pass comes only every minute: a quick promotion is the watch's doing.
-        operator.scheduler.reschedule_job("tick-all", trigger="interval", seconds=60)
-        time.sleep(0.5)
-        approved = time.monotonic()
-        world.approve("a")
-        while world.status().get("step") != "b":
-            assert time.monotonic() - approved < 5, "the approval was not acted on"
-            time.sleep(0.02)
-        latency = time.monotonic() - approved
-    finally:
-        operator.stop.set()
-        runner.join(timeout=10)
+    with quick_operator(kube_emulator(rollout_delay=0.05)) as (world, operator):
+        # Passes only every minute once waiting: a quick promotion is the watch's doing.
+        latency = approve_when_ready(world, operator, pass_seconds=60, timeout=5)
     assert latency < 2.0, latency
 
 
