@@ -248,6 +248,14 @@ class KubeApi:
         except ApiException as error:
             raise _error(method, kind, namespace, name, error.status, error.body) from None
         except (OSError, urllib3.exceptions.HTTPError) as error:
+            if "timed out" in str(error).lower() or isinstance(
+                error, TimeoutError | urllib3.exceptions.TimeoutError
+            ):
+                raise KubeError(
+                    0,
+                    "Timeout",
+                    f"{method} {path}: the API server did not answer within {self._timeout:g}s",
+                ) from None
             raise KubeError(
                 0, "Unreachable", f"no cluster reachable: {method} {path}: {_root(error)}"
             ) from None

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from controller.kube_api import EVENTS, ROLLOUTS
-from controller.reconciler import Hooks
+from controller.reconciler import Hooks, Reconciler
 from phases.flags import hash_flags
 from tests.kube.operator_world import OPERATOR_USER, REAL_CLUSTER, World, make_world, metrics
 from tests.support.kube_emulator import KubeEmulator
@@ -283,3 +283,24 @@ def test_the_operator_uses_only_calls_its_rbac_grants(world: World) -> None:
     used = world.emulator.rbac_rules_used(user=OPERATOR_USER)
     assert used, "no request was logged"
     assert used <= granted_rules(), f"calls RBAC does not grant: {used - granted_rules()}"
+
+
+@needs_emulator
+def test_an_api_timeout_holds_the_rollout_without_losing_status(world: World) -> None:
+    from controller.kube_api import KubeApi
+    from tests.kube.operator_world import OPERATOR_USER
+
+    assert world.emulator is not None
+    settle(world)
+    before = world.rollout()["status"]
+    impatient = Reconciler(
+        KubeApi(world.emulator.api_client(user=OPERATOR_USER), timeout_seconds=0.5),
+        lambda _spec, _plan: world.source,
+    )
+    # Until cleared: the client's own urllib3 retries would outlast a few slow answers.
+    world.emulator.inject(method="GET", path_regex=r"/configmaps/flags$", delay=2.0, times=None)
+    outcome = world.tick(impatient, advance=timedelta(minutes=1))
+    world.emulator.clear_faults()
+    assert outcome.problem and "did not answer within 0.5s" in outcome.problem
+    assert not outcome.wrote_status
+    assert world.rollout()["status"] == before
