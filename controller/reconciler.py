@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.catalog import NotFound, load_plan
+from controller.catalog import NotFound, load_plan_source
 from controller.conditions import lifecycle_conditions, set_condition
 from controller.kube_api import EVENTS, ROLLOUTS, KubeApi, KubeError
 from controller.kube_jobs import KubeJobs
@@ -41,7 +41,6 @@ from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
 from phases.observations import Observations
 from phases.plan import Plan
-from phases.plan_checks import parse_plan
 from phases.status import initial_status
 from phases.steps import steps_of
 
@@ -245,16 +244,12 @@ class Reconciler:
     # pieces -----------------------------------------------------------------------
 
     def _plan(self, spec: StageRolloutSpec) -> Plan:
-        if spec.plan.name is not None:
-            cached = self._plans.get(f"name:{spec.plan.name}")
-            if cached is None:
-                cached = load_plan(spec.plan.name)
-                self._plans[f"name:{spec.plan.name}"] = cached
-            return cached
-        import yaml
-
-        text = yaml.safe_dump(spec.plan.inline, sort_keys=False)
-        return parse_plan(text, source="spec.plan.inline")
+        if spec.plan.name is None:
+            return load_plan_source(spec.plan, where="spec.plan.inline")
+        cached = self._plans.get(spec.plan.name)
+        if cached is None:
+            cached = self._plans[spec.plan.name] = load_plan_source(spec.plan, where=spec.plan.name)
+        return cached
 
     def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
         raw = rollout.get("status") or {}

@@ -16,11 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.catalog import load_plan
+from controller.catalog import load_plan_source
 from controller.kube_api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
 from controller.resources import StageRolloutSpec, StageRolloutStatus
 from phases.decide import WRITE_ENFORCEMENT_OFF
 from phases.durations import format_duration
+from phases.plan import Plan
 from phases.status import StepState
 from phases.steps import steps_of
 
@@ -241,17 +242,9 @@ def _status(rollout: Mapping[str, Any]) -> StageRolloutStatus:
         ) from None
 
 
-def _plan(rollout: Mapping[str, Any]) -> Any:
+def _plan(rollout: Mapping[str, Any]) -> Plan:
     spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
-    if spec.plan.name is not None:
-        return load_plan(spec.plan.name)
-    import yaml
-
-    from phases.plan_checks import parse_plan
-
-    return parse_plan(
-        yaml.safe_dump(spec.plan.inline), source=f"{rollout['metadata']['name']}.spec.plan.inline"
-    )
+    return load_plan_source(spec.plan, where=f"{rollout['metadata']['name']}.spec.plan.inline")
 
 
 def _record_name(rollout: str, what: str) -> str:

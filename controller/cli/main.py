@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
@@ -28,6 +28,7 @@ from controller.catalog import (
     read_plan,
 )
 from controller.cli import rollout_commands
+from controller.cli.errors import fail
 from phases.documents import DocumentError
 from phases.durations import format_duration, parse_duration
 from phases.plan import Plan
@@ -69,12 +70,6 @@ class ApprovalChoice(StrEnum):
 class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
-
-
-def fail(message: str) -> NoReturn:
-    """Print one clear message on stderr and exit with status 2 (bad input)."""
-    typer.echo(f"stagectl: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _plan(reference: str) -> Plan:

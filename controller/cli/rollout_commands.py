@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
+
+from controller.cli.errors import fail
 
 KubeconfigOption = Annotated[
     str | None,
@@ -35,18 +37,13 @@ class Output(StrEnum):
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml")]
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"stagectl: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _api(kubeconfig: str | None, context: str | None) -> Any:
     from controller.kube_api import KubeApi, KubeError, load_api_client
 
     try:
         return KubeApi(load_api_client(kubeconfig, context))
     except KubeError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -56,7 +53,7 @@ def _run(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except (RecordError, KubeError) as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 def _print(document: Any, output: Output, table: Callable[[Any], str]) -> None:
@@ -262,7 +259,7 @@ def register(app: typer.Typer) -> None:
         from phases.decide import WRITE_ENFORCEMENT_OFF
 
         if disable_write_enforcement and to is not None:
-            _fail("--to and --disable-write-enforcement are two different rollbacks; give one")
+            fail("--to and --disable-write-enforcement are two different rollbacks; give one")
         if disable_write_enforcement:
             to = WRITE_ENFORCEMENT_OFF
         api = _api(kubeconfig, context)
