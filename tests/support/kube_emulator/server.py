@@ -178,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
+        # Logged before the answer leaves: a client that got it must find it logged.
+        self._record.status = code
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -185,16 +187,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
-        self._record.status = code
 
     def _send_text(self, code: int, text: str) -> None:
         data = text.encode()
+        self._record.status = code
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        self._record.status = code
 
     def _send_error(self, error: ApiError) -> None:
         if self._streaming:  # a watch already answered 200: errors can only end the stream
@@ -544,12 +545,12 @@ class _Handler(BaseHTTPRequestHandler):
     # --- watch ------------------------------------------------------------------------------------
 
     def _start_stream(self) -> None:
+        self._record.status = 200
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self._record.status = 200
         self._streaming = True
         self.close_connection = True
 
