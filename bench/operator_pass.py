@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from controller.clock import SystemClock  # noqa: E402
-from controller.kube_api import DEPLOYMENTS, ROLLOUTS, KubeApi  # noqa: E402
+from controller.kube.api import DEPLOYMENTS, ROLLOUTS, KubeApi  # noqa: E402
 from controller.operator import Operator, OperatorSettings  # noqa: E402
 from tests.kube.operator_world import crds  # noqa: E402
 from tests.support.backfill import Series, counter_samples  # noqa: E402
@@ -181,7 +181,7 @@ def run(port: int, prometheus_url: str, emulator_pid: int) -> None:
     print(f"finished at {datetime.now(UTC).isoformat()}")
 
 
-from controller.kube_api import Kind  # noqa: E402
+from controller.kube.api import Kind  # noqa: E402
 
 _CRDS = Kind(
     "CustomResourceDefinition",

@@ -32,7 +32,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from controller.catalog import load_plan  # noqa: E402
 from controller.ports import WindowRequest  # noqa: E402
-from controller.prometheus_source import PrometheusSettings, PrometheusSource  # noqa: E402
+from controller.prometheus.source import PrometheusSettings, PrometheusSource  # noqa: E402
 from phases.needs import AlertReading, Needs, WindowCheck, judge  # noqa: E402
 from phases.plan import SignalGate  # noqa: E402
 from phases.status import initial_status  # noqa: E402

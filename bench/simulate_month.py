@@ -16,7 +16,7 @@ import tracemalloc
 from pathlib import Path
 
 from controller.catalog import load_plan, load_scenario
-from controller.simulation import simulate
+from controller.sim.simulation import simulate
 
 HERE = Path(__file__).parent
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from controller.resources import PlanSource
-from controller.scenario import Scenario, parse_scenario
+from controller.kube.resources import PlanSource
+from controller.sim.scenario import Scenario, parse_scenario
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
 
@@ -29,7 +29,7 @@ def bundled_plans() -> list[str]:
 
 
 def bundled_scenarios() -> list[str]:
-    return _names("controller", "scenarios")
+    return _names("controller.sim", "scenarios")
 
 
 def _names(package: str, folder: str) -> list[str]:
@@ -78,6 +78,6 @@ def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -
 
     Given the plan it will run against, its signals are checked against the plan's.
     """
-    text, source = _read(reference, "controller", "scenarios", "scenario", bundled_scenarios())
+    text, source = _read(reference, "controller.sim", "scenarios", "scenario", bundled_scenarios())
     known = set(plan.signals) if plan is not None else None
     return parse_scenario(text, source=source, known_signals=known)

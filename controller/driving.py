@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from controller.clock import VirtualClock
 from controller.observing import JudgeMemo, actuate, observe
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
-from controller.scripted_world import InMemoryTarget
+from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
 from phases.decide import decide, expected_flags
 from phases.needs import needs_of

@@ -24,13 +24,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.clock import SystemClock
-from controller.kube_api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
-from controller.leadership import LeaderElector
+from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
+from controller.kube.leadership import LeaderElector
+from controller.kube.reconciler import Outcome, Reconciler
+from controller.kube.resources import StageRolloutSpec
 from controller.notifications import Notifier
 from controller.ports import MetricsSource, WindowRequest
-from controller.prometheus_source import PrometheusSettings, PrometheusSource
-from controller.reconciler import Outcome, Reconciler
-from controller.resources import StageRolloutSpec
+from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
 from phases.needs import AlertReading
 from phases.plan import Plan

@@ -25,8 +25,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from controller.reconciler import Hooks
-from controller.resources import StageRolloutStatus
+from controller.kube.reconciler import Hooks
+from controller.kube.resources import StageRolloutStatus
 from phases.decide import Decision
 from phases.status import StepState
 

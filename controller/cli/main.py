@@ -36,7 +36,7 @@ from phases.plan import Plan
 if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
-    from controller.prometheus_source import PrometheusSettings
+    from controller.prometheus.source import PrometheusSettings
 
 app = typer.Typer(
     name="stagectl",
@@ -174,7 +174,7 @@ def _check_queries(
 ) -> str:
     """Have Prometheus evaluate every signal once; fail with each query it rejects, located."""
     from controller.clock import SystemClock
-    from controller.prometheus_source import PrometheusSource
+    from controller.prometheus.source import PrometheusSource
     from phases.documents import Problem, locate
 
     settings = _prometheus_settings(url, timeout, bearer_token_file, ca_file, insecure)
@@ -233,7 +233,7 @@ def simulate_command(
     ] = None,
 ) -> None:
     """Run a plan against a scripted scenario on a virtual clock; no cluster needed."""
-    from controller.simulation import simulate
+    from controller.sim.simulation import simulate
 
     if plot is not None and plot.suffix.lower() != ".png":
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
@@ -244,7 +244,7 @@ def simulate_command(
         fail(str(error))
     result = simulate(loaded, story)
     if plot is not None:
-        from controller.plotting import plot_simulation
+        from controller.sim.plotting import plot_simulation
 
         plot_simulation(result, plot)
     extra = {
@@ -299,7 +299,7 @@ def _prometheus_settings(
 ) -> PrometheusSettings:
     from pydantic import ValidationError
 
-    from controller.prometheus_source import PrometheusSettings
+    from controller.prometheus.source import PrometheusSettings
 
     try:
         return PrometheusSettings(
@@ -348,8 +348,8 @@ def replay_command(
     query_timeout: QueryTimeout = "10s",
 ) -> None:
     """Show what the controller would have done over a past window of a real Prometheus."""
-    from controller.prometheus_source import PrometheusSource
-    from controller.replay import replay
+    from controller.prometheus.source import PrometheusSource
+    from controller.sim.replay import replay
 
     loaded = _plan(plan)
     begin, finish = _moment("--start", start), _moment("--end", end)
@@ -447,7 +447,7 @@ def run_operator(
     import signal
     import socket
 
-    from controller.kube_api import ROLLOUTS, KubeApi, KubeError, load_api_client
+    from controller.kube.api import ROLLOUTS, KubeApi, KubeError, load_api_client
     from controller.operator import Operator, OperatorSettings
     from controller.telemetry import configure_logging
 
@@ -517,7 +517,7 @@ def crd_generate(
     ] = None,
 ) -> None:
     """Print (or write) the CRDs generated from the operator's models."""
-    from controller.crd import CRDS, render_crd
+    from controller.kube.crd import CRDS, render_crd
 
     if output is None:
         typer.echo("---\n".join(render_crd(name) for name in CRDS), nl=False)

@@ -1,6 +1,6 @@
 """`stagectl status`, `history`, `approve` and the commands people give a rollout.
 
-Each command only parses its options and hands off to `controller.records`; every
+Each command only parses its options and hands off to `controller.kube.records`; every
 problem (unknown rollout, wrong step, no permission, no cluster) ends with exit
 status 2 and one sentence.
 """
@@ -38,7 +38,7 @@ OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table, jso
 
 
 def _api(kubeconfig: str | None, context: str | None) -> Any:
-    from controller.kube_api import KubeApi, KubeError, load_api_client
+    from controller.kube.api import KubeApi, KubeError, load_api_client
 
     try:
         return KubeApi(load_api_client(kubeconfig, context))
@@ -47,8 +47,8 @@ def _api(kubeconfig: str | None, context: str | None) -> Any:
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    from controller.kube_api import KubeError
-    from controller.records import RecordError
+    from controller.kube.api import KubeError
+    from controller.kube.records import RecordError
 
     try:
         return action()
@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Where each rollout is, and exactly what blocks its promotion now."""
         from controller.clock import SystemClock
-        from controller.kube_api import ROLLOUTS
-        from controller.records import describe, rollout_of
+        from controller.kube.api import ROLLOUTS
+        from controller.kube.records import describe, rollout_of
 
         api = _api(kubeconfig, context)
         clock = SystemClock()
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
         context: ContextOption = None,
     ) -> None:
         """Transitions, approvals with their approvers, and commands with who gave them."""
-        from controller.records import history as read_history
+        from controller.kube.records import history as read_history
 
         api = _api(kubeconfig, context)
         document = _run(lambda: read_history(api, namespace, name))
@@ -192,7 +192,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Approve promoting the rollout out of its current step, as yourself."""
         from controller.clock import SystemClock
-        from controller.records import approve as record_approval
+        from controller.kube.records import approve as record_approval
 
         api = _api(kubeconfig, context)
         created = _run(
@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
             kubeconfig: KubeconfigOption = None,
             context: ContextOption = None,
         ) -> None:
-            from controller.records import command
+            from controller.kube.records import command
 
             api = _api(kubeconfig, context)
             created = _run(lambda: command(api, namespace, name, kind, reason=reason))
@@ -255,7 +255,7 @@ def register(app: typer.Typer) -> None:
         context: ContextOption = None,
     ) -> None:
         """Roll back to the previous step, an earlier one, straight to warn, or write enforcement off."""
-        from controller.records import command
+        from controller.kube.records import command
         from phases.decide import WRITE_ENFORCEMENT_OFF
 
         if disable_write_enforcement and to is not None:

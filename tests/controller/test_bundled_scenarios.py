@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 
 from controller.catalog import bundled_scenarios, load_plan, load_scenario
-from controller.simulation import SimulationResult, simulate
+from controller.sim.simulation import SimulationResult, simulate
 from phases.status import StepState
 
 PLAN = load_plan()

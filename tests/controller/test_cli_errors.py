@@ -15,7 +15,9 @@ from controller.catalog import bundled_plans, bundled_scenarios, load_plan
 from controller.cli.main import app
 
 PLAN_TEXT = resources.files("phases").joinpath("plans", "stage-validation-v3.yaml").read_text()
-SCENARIO_TEXT = resources.files("controller").joinpath("scenarios", "happy-path.yaml").read_text()
+SCENARIO_TEXT = (
+    resources.files("controller.sim").joinpath("scenarios", "happy-path.yaml").read_text()
+)
 RUN_STAGECTL = "from controller.cli.main import run; run()"
 
 # One plan mistake and one scenario mistake, with the lines they are on.

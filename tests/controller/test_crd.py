@@ -10,8 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller.crd import CRDS, render_crd, stagerollout_crd
-from controller.resources import StageRolloutSpec
+from controller.kube.crd import CRDS, render_crd, stagerollout_crd
+from controller.kube.resources import StageRolloutSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "manifests" / "crd"

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from controller import kube_api
+from controller.kube import api as kube_api
 from controller.operator import WATCHED
 from tests.support.rbac import granted_rules
 

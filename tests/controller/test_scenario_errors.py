@@ -8,10 +8,10 @@ from importlib import resources
 import pytest
 
 from controller.catalog import bundled_scenarios
-from controller.scenario import parse_scenario
+from controller.sim.scenario import parse_scenario
 from phases.documents import DocumentError
 
-HAPPY = resources.files("controller").joinpath("scenarios", "happy-path.yaml").read_text()
+HAPPY = resources.files("controller.sim").joinpath("scenarios", "happy-path.yaml").read_text()
 
 
 def swap(old: str, new: str, text: str = HAPPY) -> str:
@@ -255,5 +255,5 @@ def test_every_problem_of_a_scenario_is_reported_at_once() -> None:
 
 @pytest.mark.parametrize("name", bundled_scenarios())
 def test_bundled_scenarios_parse(name: str) -> None:
-    text = resources.files("controller").joinpath("scenarios", f"{name}.yaml").read_text()
+    text = resources.files("controller.sim").joinpath("scenarios", f"{name}.yaml").read_text()
     assert parse_scenario(text, source=f"{name}.yaml").name == name

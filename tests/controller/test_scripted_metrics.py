@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from controller.scenario import parse_scenario
-from controller.scripted_metrics import ScriptedMetrics
+from controller.sim.scenario import parse_scenario
+from controller.sim.scripted_metrics import ScriptedMetrics
 
 SCENARIO = parse_scenario(
     """

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import generate_latest
 
-from controller.resources import StageRolloutStatus
+from controller.kube.resources import StageRolloutStatus
 from controller.telemetry import JsonFormatter, Telemetry
 from phases.decide import Decision
 from phases.status import StepState, TransitionRecord

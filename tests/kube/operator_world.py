@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from controller.kube_api import (
+from controller.kube.api import (
     APPROVALS,
     COMMANDS,
     CONFIGMAPS,
@@ -32,10 +32,10 @@ from controller.kube_api import (
     KubeApi,
     load_api_client,
 )
+from controller.kube.reconciler import Hooks, Outcome, Reconciler
 from controller.operator import Operator, OperatorSettings
-from controller.reconciler import Hooks, Outcome, Reconciler
-from controller.scenario import parse_scenario
-from controller.scripted_metrics import ScriptedMetrics
+from controller.sim.scenario import parse_scenario
+from controller.sim.scripted_metrics import ScriptedMetrics
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
 from tests.support.kube_emulator import KubeEmulator

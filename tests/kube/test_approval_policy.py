@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from controller.kube_api import APPROVALS, COMMANDS, Kind, KubeApi, KubeError
+from controller.kube.api import APPROVALS, COMMANDS, Kind, KubeApi, KubeError
 from tests.support.kube_emulator import ApiError, KubeEmulator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.kube_api import EVENTS
+from controller.kube.api import EVENTS
 from tests.kube.operator_world import World, make_world
 from tests.support.kube_emulator import KubeEmulator
 
@@ -302,7 +302,7 @@ def test_rollback_to_warn_leaves_exactly_the_runbooks_full_rollback_flags(
 def test_pause_during_the_soak_stops_its_clock_and_resume_restarts_it(
     world: World, kubeconfig: Path
 ) -> None:
-    from controller.resources import StageRolloutStatus
+    from controller.kube.resources import StageRolloutStatus
 
     walk_to_e50(world, kubeconfig)
     world.tick(advance=timedelta(minutes=4))

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from controller.kube_api import EVENTS, ROLLOUTS
-from controller.reconciler import Hooks, Reconciler
+from controller.kube.api import EVENTS, ROLLOUTS
+from controller.kube.reconciler import Hooks, Reconciler
 from phases.flags import hash_flags
 from tests.kube.operator_world import OPERATOR_USER, REAL_CLUSTER, World, make_world, metrics
 from tests.support.kube_emulator import KubeEmulator
@@ -107,13 +107,13 @@ def test_the_same_flags_never_restart_a_deployment_twice(world: World) -> None:
 
 
 def _deployment(world: World) -> tuple:
-    from controller.kube_api import DEPLOYMENTS
+    from controller.kube.api import DEPLOYMENTS
 
     return (DEPLOYMENTS, world.namespace, "api")
 
 
 def test_other_keys_of_the_configmap_are_left_alone(world: World) -> None:
-    from controller.kube_api import CONFIGMAPS
+    from controller.kube.api import CONFIGMAPS
 
     world.api.create(
         CONFIGMAPS,
@@ -156,7 +156,7 @@ def test_a_failed_job_holds_and_retry_reruns_it_with_resume_arguments(world: Wor
     world.tick(advance=timedelta(minutes=1))
     assert world.job_names()[-1].endswith("-2")
     job = world.api.get(
-        __import__("controller.kube_api", fromlist=["JOBS"]).JOBS,
+        __import__("controller.kube.api", fromlist=["JOBS"]).JOBS,
         world.namespace,
         world.job_names()[-1],
     )
@@ -287,7 +287,7 @@ def test_the_operator_uses_only_calls_its_rbac_grants(world: World) -> None:
 
 @needs_emulator
 def test_an_api_timeout_holds_the_rollout_without_losing_status(world: World) -> None:
-    from controller.kube_api import KubeApi
+    from controller.kube.api import KubeApi
     from tests.kube.operator_world import OPERATOR_USER
 
     assert world.emulator is not None

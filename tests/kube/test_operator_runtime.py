@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from controller.kube_api import DEPLOYMENTS, KubeApi
-from controller.leadership import LeaderElector
+from controller.kube.api import DEPLOYMENTS, KubeApi
+from controller.kube.leadership import LeaderElector
 from controller.operator import Operator, OperatorSettings
 from controller.telemetry import Telemetry
 from phases.flags import hash_flags

@@ -32,9 +32,9 @@ from controller.cli.main import app as stagectl_app
 from controller.driving import World, drive
 from controller.observing import observe
 from controller.ports import WindowRequest
-from controller.prometheus_source import PrometheusSettings, PrometheusSource
-from controller.replay import replay
-from controller.scripted_world import InMemoryTarget, ScriptedJobs
+from controller.prometheus.source import PrometheusSettings, PrometheusSource
+from controller.sim.replay import replay
+from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs
 from examples.reference_app.load import LoadGenerator
 from examples.reference_app.server import Faults, ReferenceApp
 from examples.reference_app.validation import AppConfig

@@ -27,8 +27,8 @@ import pytest
 from controller.catalog import load_plan
 from controller.driving import RunResult
 from controller.ports import WindowRequest
-from controller.prometheus_source import PrometheusSettings, PrometheusSource
-from controller.replay import replay
+from controller.prometheus.source import PrometheusSettings, PrometheusSource
+from controller.sim.replay import replay
 from phases.plan import SignalGate, SignalTrigger
 from phases.status import StepState, TransitionRecord
 from phases.steps import steps_of

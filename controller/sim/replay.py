@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from controller.driving import RunResult, World, drive
-from controller.prometheus_source import PrometheusSource
-from controller.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
+from controller.prometheus.source import PrometheusSource
+from controller.sim.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
 from phases.observations import Approval, Command
 from phases.plan import Plan
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.kube_api import APPROVALS, COMMANDS, KubeApi
-from controller.resources import StageApprovalSpec, StageCommandSpec
+from controller.kube.api import APPROVALS, COMMANDS, KubeApi
+from controller.kube.resources import StageApprovalSpec, StageCommandSpec
 from phases.observations import Approval, Command
 
 

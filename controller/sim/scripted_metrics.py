@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from controller.scenario import Point, Scenario
+from controller.sim.scenario import Point, Scenario
 from phases.needs import AlertReading
 from phases.verdicts import WindowSummary
 

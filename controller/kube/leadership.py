@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller.kube_api import LEASES, KubeApi, KubeError
+from controller.kube.api import LEASES, KubeApi, KubeError
 
 log = logging.getLogger("stage_rollout.leadership")
 

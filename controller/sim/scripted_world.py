@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
-from controller.scenario import JobOutcome, Scenario
+from controller.sim.scenario import JobOutcome, Scenario
 from phases.actions import RestartWorkloads, SetFlags, StartJob
 from phases.flags import hash_flags
 from phases.observations import Approval, Command, JobObservation, JobPhase, TargetState

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.kube_api import JOBS, KubeApi, KubeError
-from controller.resources import API_VERSION, GROUP, KIND
+from controller.kube.api import JOBS, KubeApi, KubeError
+from controller.kube.resources import API_VERSION, GROUP, KIND
 from phases.actions import StartJob
 from phases.observations import JobObservation, JobPhase
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from controller.resources import Condition, ConditionStatus
+from controller.kube.resources import Condition, ConditionStatus
 from phases.status import StepState
 
 

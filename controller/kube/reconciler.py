@@ -22,20 +22,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.catalog import NotFound, load_plan_source
-from controller.conditions import lifecycle_conditions, set_condition
-from controller.kube_api import EVENTS, ROLLOUTS, KubeApi, KubeError
-from controller.kube_jobs import KubeJobs
-from controller.kube_people import KubePeople
-from controller.kube_target import KubeTarget
-from controller.observing import actuate, observe
-from controller.ports import MetricsSource
-from controller.resources import (
+from controller.kube.api import EVENTS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.conditions import lifecycle_conditions, set_condition
+from controller.kube.jobs import KubeJobs
+from controller.kube.people import KubePeople
+from controller.kube.resources import (
     API_VERSION,
     KIND,
     StageRolloutSpec,
     StageRolloutStatus,
     VerdictRecord,
 )
+from controller.kube.target import KubeTarget
+from controller.observing import actuate, observe
+from controller.ports import MetricsSource
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
@@ -329,7 +329,7 @@ class Reconciler:
         generation = int(rollout["metadata"].get("generation", 0))
         existing = [c for c in raw.get("conditions", []) if isinstance(c, dict)]
         try:
-            from controller.resources import Condition
+            from controller.kube.resources import Condition
 
             current = [Condition.model_validate(c) for c in existing]
         except ValidationError:

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from controller.kube_api import CONFIGMAPS, DEPLOYMENTS, KubeApi
-from controller.resources import GROUP
+from controller.kube.api import CONFIGMAPS, DEPLOYMENTS, KubeApi
+from controller.kube.resources import GROUP
 from phases.actions import RestartWorkloads, SetFlags
 from phases.flags import hash_flags
 from phases.observations import TargetState

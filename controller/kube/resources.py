@@ -1,6 +1,6 @@
 """The `StageRollout` custom resource: its spec and status as pydantic models.
 
-These models are the single source of the CRD's schema (`controller.crd` turns
+These models are the single source of the CRD's schema (`controller.kube.crd` turns
 them into `manifests/crd/`), and the operator validates every object it reads
 with them, so a bad spec is reported as a condition naming the field, never as a
 crash.

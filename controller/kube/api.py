@@ -17,7 +17,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from controller.resources import GROUP, PLURAL, VERSION
+from controller.kube.resources import GROUP, PLURAL, VERSION
 
 
 @dataclass(frozen=True, slots=True)

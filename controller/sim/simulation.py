@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from controller.driving import RunResult, World, drive
-from controller.scenario import Scenario
-from controller.scripted_metrics import ScriptedMetrics
-from controller.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
+from controller.sim.scenario import Scenario
+from controller.sim.scripted_metrics import ScriptedMetrics
+from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
 from phases.plan import Plan
 from phases.status import RolloutStatus
 

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.catalog import load_plan_source
-from controller.kube_api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
-from controller.resources import StageRolloutSpec, StageRolloutStatus
+from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
 from phases.decide import WRITE_ENFORCEMENT_OFF
 from phases.durations import format_duration
 from phases.plan import Plan

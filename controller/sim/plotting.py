@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.simulation import SimulationResult
+from controller.sim.simulation import SimulationResult
 
 
 def plot_simulation(result: SimulationResult, path: Path) -> None:

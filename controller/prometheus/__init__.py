@@ -1,0 +1,1 @@
+"""The Prometheus adapter: signals, alerts and modes read at any evaluation time."""

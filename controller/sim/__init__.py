@@ -1,0 +1,1 @@
+"""The virtual-clock world: scenarios, scripted metrics and targets, `simulate` and `replay`."""
