@@ -12,6 +12,7 @@ import yaml
 
 from controller.kube.crd import CRDS, render_crd, stagerollout_crd
 from controller.kube.resources import StageRolloutSpec
+from tests.support.kubectl import kustomize
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "manifests" / "crd"
@@ -87,3 +88,13 @@ def test_the_example_rollout_satisfies_the_crd_schema_and_the_models() -> None:
 def test_an_invalid_spec_is_rejected_naming_the_field(spec: dict[str, Any], phrase: str) -> None:
     with pytest.raises(ValueError, match=phrase):
         StageRolloutSpec.model_validate(spec)
+
+
+def test_the_crd_directory_is_a_kustomization_of_exactly_the_generated_crds() -> None:
+    """manifests/base includes ../crd as a directory; every *.yaml there is loaded as a CRD."""
+    kustomization = yaml.safe_load((CRD_DIR / "kustomization.yml").read_text(encoding="utf-8"))
+    assert sorted(kustomization["resources"]) == sorted(CRDS)
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(CRDS)
+    built = {o["metadata"]["name"]: o for o in kustomize(CRD_DIR)}
+    for name, make in CRDS.items():
+        assert built[make()["metadata"]["name"]]["spec"] == make()["spec"], name

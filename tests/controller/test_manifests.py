@@ -1,4 +1,7 @@
-"""The manifests: valid Kubernetes objects, a hardened Deployment, and least-privilege RBAC.
+"""The manifests: what kustomize builds, valid objects, a hardened HA Deployment, least-privilege RBAC.
+
+The objects checked are the output of the real `kubectl kustomize`, the same that
+`kubectl apply -k manifests/base` sends, not a reading of the files by our own loader.
 
 RBAC is checked against the code: every `KubeApi` call in `controller/` is found
 in the source (verb and kind), and the ClusterRole and Role must grant exactly
@@ -17,10 +20,12 @@ import yaml
 
 from controller.kube import api as kube_api
 from controller.operator import WATCHED
+from tests.support.kubectl import kustomize
 from tests.support.rbac import granted_rules
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "manifests" / "base"
+CRD_DIR = REPO / "manifests" / "crd"
 VERBS = {
     "get": "get",
     "list": "list",
@@ -37,29 +42,99 @@ def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
 
 
-def base_objects() -> list[dict[str, Any]]:
-    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text(encoding="utf-8"))
-    objects = []
-    for resource in kustomization["resources"]:
-        objects += documents((BASE / resource).resolve())
-    return objects
+@pytest.fixture(scope="module")
+def built() -> list[dict[str, Any]]:
+    """What `kubectl kustomize manifests/base` builds: the objects `apply -k` sends."""
+    return kustomize(BASE)
 
 
-@pytest.mark.parametrize(
-    "obj", base_objects(), ids=lambda o: f"{o['kind']}/{o['metadata']['name']}"
-)
-def test_every_base_object_is_valid_for_kubernetes(obj: dict[str, Any]) -> None:
-    kubernetes_validate.validate(obj, "1.30", strict=True)
+def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind)
 
 
-def test_every_kustomize_resource_exists() -> None:
-    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text(encoding="utf-8"))
-    for resource in kustomization["resources"]:
-        assert (BASE / resource).resolve().is_file(), resource
+def test_every_object_kustomize_builds_is_valid_for_kubernetes(
+    built: list[dict[str, Any]],
+) -> None:
+    invalid = {}
+    for obj in built:
+        try:
+            kubernetes_validate.validate(obj, "1.30", strict=True)
+        except kubernetes_validate.ValidationError as error:
+            invalid[f"{obj['kind']}/{obj['metadata']['name']}"] = str(error)
+    assert invalid == {}
+    kinds = {o["kind"] for o in built}
+    assert {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget"} <= kinds
+
+
+def test_the_base_holds_every_file_of_its_directory(built: list[dict[str, Any]]) -> None:
+    """A manifest left out of kustomization.yaml would never be installed."""
+    on_disk = {
+        (d["kind"], d["metadata"]["name"])
+        for path in [*BASE.glob("*.yaml"), *CRD_DIR.glob("*.yaml")]
+        if path.name not in ("kustomization.yaml", "cluster-scoped.yaml")
+        for d in documents(path)
+    }
+    assert on_disk == {(o["kind"], o["metadata"]["name"]) for o in built}
+
+
+def test_only_namespaced_objects_carry_the_namespace(built: list[dict[str, Any]]) -> None:
+    cluster_scoped = {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    for obj in built:
+        namespace = obj["metadata"].get("namespace")
+        if obj["kind"] in cluster_scoped:
+            assert namespace is None, f"{obj['kind']}/{obj['metadata']['name']}"
+        else:
+            assert namespace == "stage-rollout-system", obj["kind"]
+
+
+def test_the_example_overlay_changes_the_image_and_namespace_and_nothing_else(
+    built: list[dict[str, Any]],
+) -> None:
+    overlay = kustomize(REPO / "manifests" / "overlays" / "example")
+    assert [(o["kind"], o["metadata"]["name"]) for o in overlay if o["kind"] != "Namespace"] == [
+        (o["kind"], o["metadata"]["name"]) for o in built if o["kind"] != "Namespace"
+    ]
+    assert by_kind(overlay, "Namespace")["metadata"]["name"] == "platform-rollouts"
+    container = by_kind(overlay, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/platform/stage-rollout-controller:0.1.1"
+    assert "--prometheus-url=http://prometheus.observability.svc:9090" in container["args"]
+    for obj in overlay:
+        if "namespace" in obj["metadata"]:
+            assert obj["metadata"]["namespace"] == "platform-rollouts", obj["kind"]
+        for subject in obj.get("subjects") or []:
+            if subject["kind"] == "ServiceAccount":
+                assert subject["namespace"] == "platform-rollouts", obj["kind"]
+    for obj in overlay:
+        kubernetes_validate.validate(obj, "1.30", strict=True)
 
 
 def deployment() -> dict[str, Any]:
-    return next(o for o in base_objects() if o["kind"] == "Deployment")
+    return by_kind(kustomize(BASE), "Deployment")
+
+
+def test_two_replicas_spread_and_a_disruption_budget_keeps_one(
+    built: list[dict[str, Any]],
+) -> None:
+    deploy = by_kind(built, "Deployment")
+    budget = by_kind(built, "PodDisruptionBudget")
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert deploy["spec"]["replicas"] == 2
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    terms = deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    # An upgrade adds the new pod before it removes an old one: never below one replica.
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
 def test_the_operator_runs_non_root_with_a_read_only_root_filesystem() -> None:

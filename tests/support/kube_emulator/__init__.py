@@ -27,6 +27,24 @@ Served resources
     ``apiVersion`` changed, i.e. conversion strategy None). Discovery: ``/api``,
     ``/api/v1``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>``,
     ``/version`` (reports v1.33.0), ``/healthz``, ``/readyz``, ``/livez``.
+    What an install creates besides (see `install_kinds`): core/v1 serviceaccounts,
+    services; rbac.authorization.k8s.io/v1 roles, rolebindings, clusterroles,
+    clusterrolebindings; policy/v1 poddisruptionbudgets, stored with the generic
+    registry rules only.
+
+kubectl (v1.32, tested by tests/kube/test_kubectl_install.py)
+    Served: legacy discovery (kubectl falls back to it from aggregated discovery,
+    which is not served), ``kubectl apply`` client side (``-f``/``-k``: GET, then
+    POST with the last-applied annotation, or a strategic-merge or merge PATCH),
+    ``kubectl get`` of any kind with ``-n``, ``-A``, ``-o wide|yaml|json|name``, the
+    Table answers it asks for (``Accept: application/json;as=Table;v=v1;g=meta.k8s.io``;
+    printer columns of custom resources, see `tables`), ``kubectl delete``.
+    Not served: ``/openapi/v2`` and ``/openapi/v3`` (so ``--validate=false`` is needed
+    for apply and create; ``kubectl explain`` fails), aggregated discovery
+    (``apidiscovery.k8s.io/v2``), ``--server-side`` apply, ``kubectl get -w`` (watches
+    answer JSON events, never Tables), kube-apiserver printers for built-in kinds (they
+    print Name and Created At), ``kubectl logs|exec|port-forward|top|auth can-i``, and
+    ``kubectl wait`` on conditions the emulator's controllers never set.
 
 Emulated semantics
     * Object metadata: ``uid`` (uuid4), ``creationTimestamp``, ``resourceVersion``

@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +23,7 @@ import kubernetes.client
 from . import errors as err
 from .controllers import Controllers
 from .errors import ApiError
+from .install_kinds import add_install_types
 from .resources import ResourceType
 from .selectors import (
     FieldRequirement,
@@ -32,6 +34,7 @@ from .selectors import (
     parse_label_selector,
 )
 from .store import Store, StoredEvent
+from .tables import TABLE_CONTENT_TYPE, table_of, wants_table
 
 EMULATED_VERSION = {
     "major": "1",
@@ -176,12 +179,18 @@ class _Handler(BaseHTTPRequestHandler):
     def emulator(self) -> KubeEmulator:
         return self.server.emulator
 
-    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    def _send_json(
+        self,
+        code: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         data = json.dumps(body).encode()
         # Logged before the answer leaves: a client that got it must find it logged.
         self._record.status = code
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -385,7 +394,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise err.bad_request(f"Invalid dry run value: {query['dryRun']}")
         if method == "GET":
             if route.name:
-                self._send_json(200, store.get(rtype, route.version, namespace, route.name))
+                self._send_read(
+                    rtype,
+                    route.version,
+                    query,
+                    store.get(rtype, route.version, namespace, route.name),
+                )
                 return
             labels = parse_label_selector(query.get("labelSelector"))
             fields = parse_field_selector(query.get("fieldSelector"), rtype.field_selectors)
@@ -400,8 +414,10 @@ class _Handler(BaseHTTPRequestHandler):
                 limit = int(query.get("limit") or 0)
             except ValueError:
                 raise err.bad_request(f"invalid limit: {query['limit']!r}") from None
-            self._send_json(
-                200,
+            self._send_read(
+                rtype,
+                route.version,
+                query,
                 store.list_objects(
                     rtype,
                     route.version,
@@ -470,6 +486,17 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             raise err.method_not_supported(rtype.plural, rtype.group, method)
+
+    def _send_read(
+        self, rtype: ResourceType, version: str, query: dict[str, str], answer: dict[str, Any]
+    ) -> None:
+        """A GET answer as JSON, or as the Table kubectl asks for (see `tables`)."""
+        if not wants_table(self.headers.get("Accept") or ""):
+            self._send_json(200, answer)
+            return
+        columns = self.emulator.printer_columns(rtype, version)
+        table = table_of(answer, columns, query.get("includeObject", ""), datetime.now(UTC))
+        self._send_json(200, table, content_type=TABLE_CONTENT_TYPE)
 
     def _check_body_type(self) -> None:
         """JSON bodies only; no Content-Type means JSON, as the apiserver's negotiation has it."""
@@ -825,6 +852,7 @@ class KubeEmulator:
     ) -> None:
         self.requested_port = port
         self.store = Store(history_size=history_size)
+        add_install_types(self.store.types)
         self.controllers = Controllers(self.store, rollout_delay=rollout_delay, job_delay=job_delay)
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
@@ -948,6 +976,17 @@ class KubeEmulator:
                     continue
                 body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                 self.store.update(rtype, version, "", name, body)
+
+    def printer_columns(self, rtype: ResourceType, version: str) -> list[dict[str, Any]] | None:
+        """A custom resource's printer columns in `version` (None for a built-in kind)."""
+        if not rtype.crd_name:
+            return None
+        crds = self.store.resolve_type("customresourcedefinitions", "apiextensions.k8s.io")
+        crd = self.store.stored(crds, "", rtype.crd_name) or {}
+        entry: dict[str, Any] = next(
+            (v for v in crd.get("spec", {}).get("versions", []) if v.get("name") == version), {}
+        )
+        return list(entry.get("additionalPrinterColumns") or [])
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create `obj` (with apiVersion, kind, metadata.name[, namespace]) bypassing HTTP."""
