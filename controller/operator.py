@@ -7,6 +7,12 @@ every due rollout needs are prefetched together, so identical queries from many
 rollouts are sent once. Watches on StageRollouts (spec changes), StageApprovals
 and StageCommands trigger an immediate tick for the rollout concerned, which is
 how an approval of a ready step promotes within a second.
+
+With `--leader-elect` every replica runs the watches and the elector, and only the
+Lease holder reconciles. A standby is ready (`/readyz` answers 200) while it reaches
+the Lease and its watches are up, so that two replicas show 2/2 ready and a rolling
+upgrade can proceed; which replica leads is the `stage_rollout_leader` metric and
+the `/readyz` body.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
@@ -57,6 +64,9 @@ class OperatorSettings:
     lease_name: str = "stage-rollout-controller"
     identity: str = "stage-rollout-controller"
     workers: int = 8
+    lease_duration: timedelta = timedelta(seconds=15)
+    renew_deadline: timedelta = timedelta(seconds=10)
+    retry_period: timedelta = timedelta(seconds=2)
 
 
 class _NoPrometheus:
@@ -102,9 +112,14 @@ class Operator:
                 settings.identity,
                 now=self.clock.now,
                 monotonic=self.clock.monotonic,
+                lease_duration=settings.lease_duration,
+                renew_deadline=settings.renew_deadline,
+                retry_period=settings.retry_period,
                 on_change=lambda leading: self.telemetry.leadership(leading),
             )
-        self.telemetry = Telemetry(may_write=self._may_write)
+        self.telemetry = Telemetry(may_write=self._may_write, readiness=self.readiness)
+        self.telemetry_server: ThreadingHTTPServer | None = None
+        self._watch_failing: dict[str, str] = {}
         self.reconciler = Reconciler(
             api, self._metrics_source_for, dry_run=settings.dry_run, hooks=self.telemetry
         )
@@ -126,6 +141,21 @@ class Operator:
 
     def _may_write(self) -> bool:
         return self.elector is None or self.elector.holding()
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready to lead: rollouts listed, every watch up and, when electing, the Lease reached."""
+        if not self.telemetry.ready.is_set():
+            return False, "rollouts not listed yet"
+        failing = dict(self._watch_failing)
+        if failing:
+            return False, "; ".join(
+                f"watch of {k} failing: {e}" for k, e in sorted(failing.items())
+            )
+        if self.elector is None:
+            return True, "ok"
+        if not self.elector.lease_reachable():
+            return False, f"Lease {self.elector.namespace}/{self.elector.name} not reachable"
+        return True, "ok: leading" if self.elector.holding() else "ok: standby, ready to lead"
 
     def _metrics_for(self, spec: StageRolloutSpec, plan: Plan) -> MetricsSource:
         if spec.prometheus is not None:
@@ -265,6 +295,9 @@ class Operator:
         while not self.stop.is_set():
             try:
                 _items, version = self.api.list(kind, self.settings.namespace)
+                self._watch_failing.pop(kind.plural, None)
+                if kind is ROLLOUTS:
+                    self.telemetry.ready.set()
                 for event_type, obj in self.api.watch(
                     kind, self.settings.namespace, version, timeout_seconds=300
                 ):
@@ -281,6 +314,7 @@ class Operator:
                 backoff = 1.0
             except KubeError as error:
                 if error.status != 410:
+                    self._watch_failing[kind.plural] = str(error)
                     log.warning("watch of %s interrupted: %s", kind.plural, error)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, 30.0)
@@ -290,6 +324,7 @@ class Operator:
     def run(self) -> None:
         """Serve telemetry, elect, schedule, watch; return when `stop` is set."""
         server = self.telemetry.serve(self.settings.metrics_host, self.settings.metrics_port)
+        self.telemetry_server = server
         threads = []
         if self.elector is not None:
             threads.append(

@@ -34,7 +34,11 @@ from phases.status import StepState
 class Telemetry(Hooks):
     """Metrics fed by the reconciler, plus the liveness and readiness the probes read."""
 
-    def __init__(self, may_write: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        may_write: Callable[[], bool] = lambda: True,
+        readiness: Callable[[], tuple[bool, str]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         labels = ["namespace", "rollout"]
         self.step = Gauge(
@@ -87,12 +91,21 @@ class Telemetry(Hooks):
             registry=self.registry,
         )
         self._may_write = may_write
+        self._readiness = readiness
         self._steps: dict[tuple[str, str], tuple[str, str]] = {}
         self.alive = threading.Event()
         self.ready = threading.Event()
 
     def may_write(self) -> bool:
         return self._may_write()
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why) for /readyz: the operator's own rule, or "rollouts listed once"."""
+        if self._readiness is not None:
+            return self._readiness()
+        if self.ready.is_set():
+            return True, "ok"
+        return False, "rollouts not listed yet"
 
     def decided(
         self, namespace: str, name: str, decision: Decision, status: StageRolloutStatus
@@ -135,8 +148,8 @@ class Telemetry(Hooks):
                     ok = telemetry.alive.is_set()
                     self._send(200 if ok else 503, b"ok\n" if ok else b"tick loop not running\n")
                 elif self.path.startswith("/readyz"):
-                    ok = telemetry.ready.is_set()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"rollouts not listed yet\n")
+                    ok, why = telemetry.readiness()
+                    self._send(200 if ok else 503, f"{why}\n".encode())
                 else:
                     self._send(404, b"not found\n")
 

@@ -5,6 +5,10 @@ racing for it cannot both win. The leader renews every `retry_period`; it counts
 as leading only while its last successful renewal is younger than
 `renew_deadline`, and it stops at once when it finds another holder. Followers
 take over a Lease whose holder has not renewed for `lease_duration`.
+
+A follower keeps reading the Lease every `retry_period` as well: while those reads
+succeed it is ready to lead (`lease_reachable`), which is what its readiness probe
+reports, so that a standby counts as a ready replica.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self._renewed_at: float | None = None
+        self._reached_at: float | None = None
         self._lock = threading.Lock()
         self._on_change = on_change or (lambda _leading: None)
         self._was_leading = False
@@ -72,6 +77,15 @@ class LeaderElector:
             and self._monotonic() - renewed < self.renew_deadline.total_seconds()
         )
 
+    def lease_reachable(self) -> bool:
+        """True while the last answer about the Lease, won or not, is younger than the deadline."""
+        with self._lock:
+            reached = self._reached_at
+        return (
+            reached is not None
+            and self._monotonic() - reached < self.renew_deadline.total_seconds()
+        )
+
     def try_acquire_or_renew(self) -> bool:
         """One attempt to take or keep the Lease; True when this replica holds it now."""
         started = self._monotonic()
@@ -81,6 +95,8 @@ class LeaderElector:
             log.warning("lease %s/%s not renewed: %s", self.namespace, self.name, error)
             won = None
         with self._lock:
+            if won is not None:
+                self._reached_at = started
             if won is True:
                 self._renewed_at = started
             elif won is False:
