@@ -39,11 +39,14 @@ from controller.notifications import Notifier
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
+from phases.actions import StartJob
 from phases.needs import AlertReading
 from phases.plan import Plan
 from phases.verdicts import WindowSummary
 
 log = logging.getLogger("stage_rollout.operator")
+NOT_LEADER = "not the leader: nothing written"
+"""The problem the reconciler reports on a standby: not an error, never logged."""
 WATCHED: tuple[Kind, ...] = (ROLLOUTS, APPROVALS, COMMANDS)
 """Kinds listed and watched by `watch_loop` (RBAC grants them list and watch)."""
 
@@ -130,6 +133,7 @@ class Operator:
         )
         self._generations: dict[tuple[str, str], int] = {}
         self._last_tick: dict[tuple[str, str], datetime] = {}
+        self._problems: dict[str, str] = {}
         self.stop = threading.Event()
         self.scheduler = BackgroundScheduler(
             executors={"default": SchedulerPool(max_workers=settings.workers)},
@@ -249,16 +253,48 @@ class Operator:
             # Queued, never sent here: a slow webhook cannot hold the tick.
             self.notifier.notify(namespace, name, outcome.decision.events, now)
         self._last_tick[(namespace, name)] = now
-        step = outcome.decision.status.step if outcome.decision else None
-        log.info(
-            "tick: %s",
-            outcome.problem
-            or (outcome.decision.status.reason if outcome.decision else "no change"),
-            extra={"rollout": f"{namespace}/{name}", "step": step, "reason": outcome.problem},
-        )
-        for write in outcome.writes:
-            log.info(write, extra={"rollout": f"{namespace}/{name}", "step": step})
+        self._log_outcome(f"{namespace}/{name}", outcome)
         return outcome
+
+    def _log_outcome(self, key: str, outcome: Outcome) -> None:
+        """One line per transition, per write to the target, per new or cleared problem.
+
+        A tick that changes nothing logs nothing; a problem that persists is logged
+        when it appears and when it clears, not on every pass.
+        """
+        decision = outcome.decision
+        step = decision.status.step if decision else None
+        would = "" if outcome.wrote_status else "would "
+        for change in decision.transitions if decision else ():
+            log.info(
+                "%s%s: %s %s -> %s %s",
+                would,
+                change.trigger,
+                change.from_step,
+                change.from_state.value,
+                change.to_step,
+                change.to_state.value,
+                extra={"rollout": key, "step": change.to_step, "reason": change.reason},
+            )
+        for write in outcome.writes:
+            log.info(write, extra={"rollout": key, "step": step})
+        for action in decision.actions if decision else ():
+            if isinstance(action, StartJob):
+                log.info(
+                    "%sstart Job %s (attempt %d)",
+                    would,
+                    action.name,
+                    action.attempt,
+                    extra={"rollout": key, "step": action.step},
+                )
+        problem = None if outcome.problem == NOT_LEADER else outcome.problem
+        if problem != self._problems.get(key):
+            if problem:
+                self._problems[key] = problem
+                log.warning("tick held: %s", problem, extra={"rollout": key, "reason": problem})
+            else:
+                log.info("tick no longer held", extra={"rollout": key, "step": step})
+                self._problems.pop(key, None)
 
     def tick_now(self, namespace: str, name: str) -> Outcome | None:
         """An immediate tick for one rollout (watch events); nothing while not leading."""
@@ -274,6 +310,8 @@ class Operator:
         """The rollout an event should tick at once, if any."""
         metadata = obj.get("metadata") or {}
         namespace = str(metadata.get("namespace", ""))
+        if kind_of_event not in ("ADDED", "MODIFIED", "DELETED"):
+            return None  # BOOKMARK: a resourceVersion, no object to tick
         if kind is ROLLOUTS:
             key = (namespace, str(metadata.get("name", "")))
             generation = int(metadata.get("generation", 0))

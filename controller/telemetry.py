@@ -2,9 +2,12 @@
 
 `/metrics` exposes step and percent per rollout, verdicts, transitions and
 rollbacks, reconcile durations, Prometheus and API errors and leadership;
-`/healthz` answers while the tick loop is alive, `/readyz` once the first list of
-rollouts succeeded. Logs are one JSON object per line with the rollout, step and
-reason wherever they are known.
+`/healthz` answers while the tick loop is alive, `/readyz` while the operator is
+ready to lead (its rule, given as `readiness`; by default once rollouts were
+listed). Logs are one JSON object per line with the rollout, step and reason
+wherever they are known; the chatter of the libraries underneath (a line per state
+change of `transitions`, per scheduled run of APScheduler) is kept at WARNING unless
+the level is debug.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TextIO
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -190,10 +193,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON logs on stderr for the operator process."""
-    handler = logging.StreamHandler()
+QUIET_LIBRARIES = ("transitions", "apscheduler", "urllib3", "kubernetes")
+"""Libraries whose INFO lines (every state change, every scheduled run) are chatter."""
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """JSON logs on stderr (or `stream`); the QUIET_LIBRARIES at WARNING unless `level` is debug."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    libraries = max(root.level, logging.WARNING) if root.level > logging.DEBUG else logging.DEBUG
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(libraries)

@@ -433,7 +433,11 @@ def run_operator(
         typer.Option("--identity", help="This replica's name in the Lease.", envvar="POD_NAME"),
     ] = None,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
+        str,
+        typer.Option(
+            "--log-level",
+            help="debug, info, warning or error; only debug shows the libraries' own lines.",
+        ),
     ] = "info",
     notifications: Annotated[
         Path | None,
