@@ -9,6 +9,8 @@ schemas in tests/controller/test_manifests.py.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import yaml
 
 from controller.kube.api import ROLLOUTS, KubeApi
 from tests.support.kube_emulator import KubeEmulator
+from tests.support.kube_emulator.tables import TABLE_CONTENT_TYPE, human_duration
 from tests.support.kubectl import kustomize, run, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,3 +114,50 @@ def test_kubectl_get_stagerollouts_prints_the_crd_printer_columns(
     assert everywhere.stdout.splitlines()[1].split()[:2] == [namespace, name]
     fresh = run(kubeconfig, "get", "stagerollouts", "-n", "default")
     assert fresh.stdout == "" and "No resources found" in fresh.stderr
+
+
+def get_raw(kube: KubeEmulator, path: str, accept: str) -> tuple[str, dict[str, Any]]:
+    request = urllib.request.Request(
+        kube.url + path, headers={"Accept": accept, "Authorization": f"Bearer {ADMIN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.headers["Content-Type"], json.loads(answer.read())
+
+
+def test_a_table_is_given_only_to_a_client_that_asks_for_the_v1_table(
+    kube: KubeEmulator, kubeconfig: Path
+) -> None:
+    apply_base(kubeconfig)
+    path = "/apis/stage.rollout.dev/v1alpha1/stagerollouts"
+    plain_type, plain = get_raw(kube, path, "application/json")
+    assert plain_type == "application/json" and plain["kind"] == "StageRolloutList"
+    # v1beta1 Tables are not served: the next acceptable type, plain JSON, is the answer.
+    beta = "application/json;as=Table;v=v1beta1;g=meta.k8s.io, application/json"
+    assert get_raw(kube, path, beta)[1]["kind"] == "StageRolloutList"
+    table_type, table = get_raw(kube, path, "application/json;as=Table;v=v1;g=meta.k8s.io")
+    assert table_type == TABLE_CONTENT_TYPE and table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == [
+        "Name",
+        "Step",
+        "State",
+        "Percent",
+        "Age",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "age"),
+    [
+        (0, "0s"),
+        (119, "119s"),
+        (150, "2m30s"),
+        (600, "10m"),
+        (3 * 3600 + 300, "3h5m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 7200, "3d2h"),
+        (400 * 86400, "400d"),
+        (-5, "<invalid>"),
+    ],
+)
+def test_ages_read_as_kubectl_prints_them(seconds: float, age: str) -> None:
+    assert human_duration(seconds) == age

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from controller.kube.api import ROLLOUTS, KubeApi
+from controller.operator import Operator, OperatorSettings
 from controller.telemetry import QUIET_LIBRARIES, configure_logging
 from phases.flags import hash_flags
-from tests.kube.operator_world import quick_operator
+from tests.kube.operator_world import OPERATOR_USER, quick_operator
 from tests.support.kube_emulator import KubeEmulator
 
 B_FLAGS = {
@@ -111,3 +113,12 @@ def test_library_chatter_is_kept_at_warning_unless_the_level_is_debug(
     buffer = logged("error")
     logging.getLogger("urllib3").warning("retrying")
     assert lines(buffer) == []
+
+
+def test_a_watch_bookmark_ticks_no_rollout(kube: KubeEmulator) -> None:
+    """Bookmarks carry only a resourceVersion; they once ticked a rollout named "" each second."""
+    operator = Operator(KubeApi(kube.api_client(user=OPERATOR_USER)), OperatorSettings())
+    bookmark = {"metadata": {"resourceVersion": "1042"}}
+    added = {"metadata": {"namespace": "shop", "name": "api", "generation": 1}}
+    assert operator.handle_event(ROLLOUTS, "BOOKMARK", bookmark) is None
+    assert operator.handle_event(ROLLOUTS, "ADDED", added) == ("shop", "api")
