@@ -140,7 +140,6 @@ class Reconciler:
                 except KubeError as error:
                     outcome.problem = str(error)
                     self._hooks.failed(namespace, name, "api", str(error))
-                    log.warning("tick held: %s", error, extra={"rollout": f"{namespace}/{name}"})
                     return outcome
                 outcome.conflicts += 1
             outcome.problem = f"status kept changing under the operator ({CONFLICT_RETRIES} conflicts); next tick retries"

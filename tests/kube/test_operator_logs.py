@@ -77,6 +77,18 @@ def test_idle_passes_log_nothing_and_a_promotion_logs_exactly_its_changes_and_wr
         assert len(passes) >= 3, "the operator did not pass over the rollout while idle"
         assert lines(buffer, quiet_from) == []
 
+        held_from = len(buffer.getvalue())
+        emulator.inject(
+            method="GET", path_regex=r"/stagerollouts/api-rollout$", status=500, times=None
+        )
+        time.sleep(2.5)  # several passes meet the same error
+        emulator.clear_faults()
+        wait_for(lambda: len(lines(buffer, held_from)) == 2, "the error clears")
+        held, cleared = lines(buffer, held_from)
+        assert (held["level"], held["message"].split(":")[0]) == ("warning", "tick held")
+        assert "500" in held["message"] or "Internal error" in held["message"], held
+        assert (cleared["level"], cleared["message"]) == ("info", "tick no longer held")
+
         promoted_from = len(buffer.getvalue())
         world.approve("a")
         wait_for(lambda: world.status().get("state") == "completed", "the rollout completes")
