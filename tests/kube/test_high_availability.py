@@ -81,9 +81,16 @@ class Replica:
         return self.operator._may_write()
 
     def readyz(self) -> tuple[int, str]:
+        return self.get("/readyz")
+
+    def leader_metric(self) -> str:
+        metrics = self.get("/metrics")[1].splitlines()
+        return next(line for line in metrics if line.startswith("stage_rollout_leader "))
+
+    def get(self, path: str) -> tuple[int, str]:
         server = self.operator.telemetry_server
         assert server is not None
-        url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
                 return answer.status, answer.read().decode().strip()
@@ -170,6 +177,7 @@ def test_two_replicas_keep_one_writer_and_progress_through_leader_loss_and_upgra
         wait_for(lambda: replica.readyz()[0] == 200, f"{replica.name} is ready")
         assert replica.readyz() == (200, "ok: standby, ready to lead")
         assert not replica.leading()
+        assert replica.leader_metric() == "stage_rollout_leader 0.0"
 
     try:
         a = launch("a", via=partition)
@@ -177,6 +185,7 @@ def test_two_replicas_keep_one_writer_and_progress_through_leader_loss_and_upgra
         b = launch("b")
         ready_standby(b)
         assert a.readyz() == (200, "ok: leading")
+        assert a.leader_metric() == "stage_rollout_leader 1.0"
         progresses(a)
 
         partition.cut()  # a loses the network: its Lease runs out, b takes over
