@@ -22,6 +22,7 @@ import kubernetes.client
 from . import errors as err
 from .controllers import Controllers
 from .errors import ApiError
+from .rbac import Attributes, Authorizer
 from .resources import ResourceType
 from .selectors import (
     FieldRequirement,
@@ -229,8 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
             user = User(ANONYMOUS, ("system:unauthenticated",))
         impersonate = self.headers.get("Impersonate-User")
         if impersonate:
-            groups = tuple(self.headers.get_all("Impersonate-Group") or ())
-            return User(impersonate, (*groups, "system:authenticated")), user.name
+            asked = tuple(self.headers.get_all("Impersonate-Group") or ())
+            groups = emulator.rbac.impersonate(user.name, user.groups, impersonate, asked)
+            return User(impersonate, groups), user.name
         return user, ""
 
     # --- request entry -----------------------------------------------------------------
@@ -262,6 +264,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if route is not None:
                 self._describe(route, method, watch)
+                self.emulator.rbac.check(
+                    Attributes(
+                        user.name,
+                        user.groups,
+                        self._record.verb,
+                        route.group,
+                        route.resource,
+                        route.subresource,
+                        route.namespace or "",
+                        route.name,
+                    )
+                )
             fault = self.emulator._take_fault(method, path)
             if fault is not None:
                 if fault.delay:
@@ -822,9 +836,12 @@ class KubeEmulator:
         history_size: int = 1000,
         bookmark_interval: float = 1.0,
         default_watch_timeout: float = 1800.0,
+        rbac: bool = False,
     ) -> None:
         self.requested_port = port
         self.store = Store(history_size=history_size)
+        self.rbac = Authorizer(self.store, enabled=rbac)
+        """RBAC and impersonation checks (see `rbac`); off unless asked for."""
         self.controllers = Controllers(self.store, rollout_delay=rollout_delay, job_delay=job_delay)
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
