@@ -119,11 +119,18 @@ class PrometheusEndpoints:
         self._lock = threading.Lock()
 
     def shared_settings(self, spec: PrometheusSpec | None) -> PrometheusSettings | None:
-        """The operator-configured settings a spec names (no Secret needed), else None."""
+        """The settings a spec needs no Secret for (an operator endpoint, or a bare URL),
+        else None; the same settings share one client, so their queries are prefetched
+        once for all rollouts."""
         if spec is None:
             return self.named.get(self.default) if self.default else None
         if spec.endpoint is not None:
             return self.named.get(spec.endpoint)
+        if spec.url is not None and spec.credentials_secret is None:
+            try:
+                return PrometheusSettings(url=spec.url, timeout=spec.timeout)
+            except ValidationError:
+                return None
         return None
 
     def settings_for(

@@ -186,9 +186,7 @@ class Reconciler:
         except Refused as refusal:
             return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
         except KubeError as error:
-            if not error.acting_as:
-                raise
-            return self._hold(rollout, "Forbidden", forbidden(error, tenant).message, now, outcome)
+            return self._refuse_as(tenant, error, rollout, now, outcome)
         status = self._status(rollout, plan, now)
         writes: list[str] = []
         target = KubeTarget(
@@ -229,9 +227,7 @@ class Reconciler:
                 jobs=jobs,
             )
         except KubeError as error:
-            if not error.acting_as:
-                raise
-            return self._hold(rollout, "Forbidden", forbidden(error, tenant).message, now, outcome)
+            return self._refuse_as(tenant, error, rollout, now, outcome)
         decision = decide(plan, status, seen, now)
         new_status = self._extend(decision, status, seen, plan, generation, now)
         if not self._hooks.may_write():
@@ -257,10 +253,7 @@ class Reconciler:
         try:
             actuate(decision.actions, now, target=target, jobs=jobs)
         except KubeError as error:
-            if not error.acting_as:
-                raise
-            message = forbidden(error, tenant).message
-            return self._hold(written or rollout, "Forbidden", message, now, outcome)
+            return self._refuse_as(tenant, error, written or rollout, now, outcome)
         outcome.writes = writes
         for event in decision.events:
             reason = event.kind.value.title().replace("_", "")
@@ -385,6 +378,20 @@ class Reconciler:
         ):
             self._event(rollout, reason, message, True, now)
         return True
+
+    def _refuse_as(
+        self,
+        tenant: Tenant,
+        error: KubeError,
+        rollout: Mapping[str, Any],
+        now: datetime,
+        outcome: Outcome,
+    ) -> bool:
+        """A 403 met as the rollout's account holds that rollout; any other error propagates."""
+        if not error.acting_as:
+            raise error
+        refusal = forbidden(error, tenant)
+        return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
 
     def _event(
         self, rollout: Mapping[str, Any], reason: str, message: str, warning: bool, now: datetime

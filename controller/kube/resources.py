@@ -126,7 +126,10 @@ class PrometheusSpec(BaseModel):
         default=None,
         description="Secret in the rollout's namespace with `token`, or `username` and `password`",
     )
-    timeout: Duration = timedelta(seconds=10)
+    timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="per-query timeout for url; a named endpoint has its own",
+    )
 
     @model_validator(mode="after")
     def _endpoint_or_url(self) -> PrometheusSpec:
