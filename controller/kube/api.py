@@ -240,6 +240,26 @@ class KubeApi:
         answer = self._call("POST", review, None, None, body=body)
         return dict(answer.get("status", {}).get("userInfo", {}))
 
+    def may(self, verb: str, kind: Kind, namespace: str, name: str | None = None) -> bool:
+        """Whether the caller (or the impersonated account) may do this, asked of the API
+        server with a SelfSubjectAccessReview; every authenticated user may ask."""
+        review = Kind(
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            namespaced=False,
+        )
+        attributes = {"namespace": namespace, "verb": verb, "group": kind.group}
+        attributes |= {"resource": kind.plural, **({"name": name} if name else {})}
+        body = {
+            "apiVersion": review.api_version,
+            "kind": review.name,
+            "spec": {"resourceAttributes": attributes},
+        }
+        answer = self._call("POST", review, None, None, body=body)
+        return bool((answer.get("status") or {}).get("allowed"))
+
     # plumbing -----------------------------------------------------------------
 
     def _path(

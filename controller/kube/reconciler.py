@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.kube.api import EVENTS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.kube.conditions import lifecycle_conditions, set_condition
 from controller.kube.jobs import KubeJobs
 from controller.kube.people import KubePeople
@@ -35,9 +35,17 @@ from controller.kube.resources import (
     VerdictRecord,
 )
 from controller.kube.target import KubeTarget
-from controller.kube.tenancy import Refused, Tenancy, Tenant, excerpt, forbidden
+from controller.kube.tenancy import (
+    Refused,
+    Tenancy,
+    Tenant,
+    excerpt,
+    forbidden,
+    not_permitted,
+)
 from controller.observing import actuate, observe
 from controller.ports import MetricsSource
+from phases.actions import Action, RestartWorkloads, SetFlags, StartJob
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
@@ -229,6 +237,9 @@ class Reconciler:
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
         decision = decide(plan, status, seen, now)
+        lacking = self._missing_right(decision.actions, target, tenant)
+        if lacking is not None:
+            return self._hold(rollout, lacking.reason, lacking.message, now, outcome)
         new_status = self._extend(decision, status, seen, plan, generation, now)
         if not self._hooks.may_write():
             outcome.problem = "not the leader: nothing written"
@@ -378,6 +389,22 @@ class Reconciler:
         ):
             self._event(rollout, reason, message, True, now)
         return True
+
+    def _missing_right(
+        self, actions: Sequence[Action], target: KubeTarget, tenant: Tenant
+    ) -> Refused | None:
+        """The first write of this tick the rollout's account may not make, asked of the
+        API server before the status moves, so that a refused step writes nothing."""
+        wanted: list[tuple[str, Kind, str]] = []
+        for action in actions:
+            if isinstance(action, SetFlags | RestartWorkloads):
+                wanted += target.writes_for(action)
+            elif isinstance(action, StartJob):
+                wanted.append(("create", JOBS, ""))
+        for verb, kind, name in dict.fromkeys(wanted):
+            if not tenant.api.may(verb, kind, tenant.namespace, name or None):
+                return not_permitted(tenant, verb, kind, name)
+        return None
 
     def _refuse_as(
         self,

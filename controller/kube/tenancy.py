@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.kube.api import KubeApi, KubeError
+from controller.kube.api import Kind, KubeApi, KubeError
 from controller.kube.resources import StageRolloutSpec
 
 EXCERPT_CHARACTERS = 80
@@ -76,6 +76,18 @@ def forbidden(error: KubeError, tenant: Tenant) -> Refused:
         f"the rollout's service account {tenant.user} may not {error.verb} "
         f"{error.resource}{where}; grant it in a Role (see manifests/examples/"
         f"rollout-rbac.yaml); nothing else was written: {error}",
+    )
+
+
+def not_permitted(tenant: Tenant, verb: str, kind: Kind, name: str) -> Refused:
+    """A write the API server says the tenant may not make, refused before anything is written."""
+    resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
+    named = f" {name}" if name else ""
+    return Refused(
+        "Forbidden",
+        f"the rollout's service account {tenant.user} may not {verb} {resource}{named} "
+        f"in namespace {tenant.namespace}; grant it in a Role (see manifests/examples/"
+        "rollout-rbac.yaml); nothing was written",
     )
 
 

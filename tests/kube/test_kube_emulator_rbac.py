@@ -239,3 +239,40 @@ def test_system_masters_may_do_anything(kube: KubeEmulator) -> None:
     api = as_user(kube, "root", **{"X-Emulator-Groups": "system:masters"})
     client.CoreV1Api(api).create_namespaced_config_map("a", {"metadata": {"name": "x"}})
     assert client.CoreV1Api(api).list_config_map_for_all_namespaces().items
+
+
+def test_a_self_subject_access_review_answers_for_the_impersonated_account(
+    kube: KubeEmulator,
+) -> None:
+    role(
+        kube,
+        "imp",
+        [{"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}],
+    )
+    bind(kube, "imp", ("ClusterRole", "imp"), [user("operator")])
+    role(
+        kube, "r", [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}], "a"
+    )
+    bind(kube, "r", ("Role", "r"), [{"kind": "ServiceAccount", "name": "bot"}], "a")
+    api = as_user(kube, "operator", **{"Impersonate-User": "system:serviceaccount:a:bot"})
+    reviews = client.AuthorizationV1Api(api)
+
+    def allowed(namespace: str, verb: str) -> bool:
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": verb,
+                    "group": "apps",
+                    "resource": "deployments",
+                    "name": "api",
+                }
+            },
+        }
+        return bool(reviews.create_self_subject_access_review(body).status.allowed)
+
+    assert allowed("a", "patch")
+    assert not allowed("a", "delete")
+    assert not allowed("kube-system", "patch")

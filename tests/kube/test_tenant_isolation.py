@@ -214,10 +214,7 @@ def test_naming_the_operators_own_account_gives_no_rights(world: World) -> None:
     assert world.flags() == {} and world.template_hash() is None
 
 
-def test_a_right_the_account_lacks_becomes_a_condition_naming_verb_and_resource(
-    world: World,
-) -> None:
-    """The example Role without `patch` on deployments: the flags may change, the restart not."""
+def set_deployment_verbs(world: World, verbs: list[str]) -> None:
     from controller.kube.api import Kind
 
     roles = Kind("Role", "rbac.authorization.k8s.io", "v1", "roles")
@@ -225,12 +222,44 @@ def test_a_right_the_account_lacks_becomes_a_condition_naming_verb_and_resource(
     assert role is not None
     for rule in role["rules"]:
         if rule["resources"] == ["deployments"]:
-            rule["verbs"] = ["get"]
+            rule["verbs"] = verbs
     world.api.replace(roles, world.namespace, "stage-rollout", role)
-    world.tick()
+
+
+def test_a_right_the_account_lacks_becomes_a_condition_naming_verb_and_resource(
+    world: World,
+) -> None:
+    """The example Role without `patch` on deployments: the step would restart `api`, so
+    nothing of the step is written, not even the status or the flags."""
+    set_deployment_verbs(world, ["get"])
+    outcome = world.tick()
+    assert not outcome.wrote_status
     valid = valid_condition(world)
     assert (valid["status"], valid["reason"]) == ("False", "Forbidden")
-    assert "may not patch deployments.apps in namespace shop" in valid["message"]
-    assert world.template_hash() is None
+    assert "stage-rollout may not patch deployments.apps api in namespace shop" in valid["message"]
+    assert "step" not in world.status()
+    assert world.flags() == {} and world.template_hash() is None
     events, _ = world.api.list(EVENTS, world.namespace)
-    assert any(e["reason"] == "Forbidden" for e in events)
+    assert [e["reason"] for e in events] == ["Forbidden"]
+    world.tick()
+    events, _ = world.api.list(EVENTS, world.namespace)
+    assert [e["reason"] for e in events] == ["Forbidden"], "one Event per refusal, not per tick"
+
+
+def test_once_the_right_is_granted_the_rollout_goes_on(world: World) -> None:
+    set_deployment_verbs(world, ["get"])
+    world.tick()
+    set_deployment_verbs(world, ["get", "patch"])
+    outcome = world.tick()
+    assert outcome.wrote_status and outcome.problem is None
+    assert valid_condition(world)["status"] == "True"
+    assert world.flags()["ENFORCEMENT_PERCENT"] == "0" and world.template_hash() is not None
+
+
+def test_a_refused_write_met_after_the_check_still_holds_the_rollout(world: World) -> None:
+    """A right revoked between the access review and the write: the 403 itself is the condition."""
+    assert world.emulator is not None
+    world.emulator.inject(method="PATCH", path_regex=r"/deployments/api$", status=403, times=1)
+    world.tick()
+    valid = valid_condition(world)
+    assert valid["reason"] == "Forbidden" and "may not patch deployments.apps" in valid["message"]

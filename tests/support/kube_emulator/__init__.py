@@ -20,6 +20,8 @@ Served resources
     note/message, reportingController/reportingComponent, deprecated*);
     apiextensions.k8s.io/v1 customresourcedefinitions (+/status);
     authentication.k8s.io/v1 selfsubjectreviews (create: the caller's user info);
+    authorization.k8s.io/v1 selfsubjectaccessreviews (create: whether RBAC allows the
+    caller the resource attributes asked about; see `rbac`);
     every resource of every registered CRD (namespaced or cluster scope; plural,
     singular, kind, shortNames and categories from the CRD; ``/status`` when the
     storage version declares ``subresources.status``; every served version, objects

@@ -30,6 +30,9 @@ Covered
       ``system:serviceaccounts:NS`` (and ``system:authenticated``), as the real
       impersonation filter does. The request (and a SelfSubjectReview) then acts
       as the impersonated user.
+    * ``authorization.k8s.io/v1`` SelfSubjectAccessReviews with
+      ``resourceAttributes`` answer ``status.allowed`` for the (impersonated)
+      caller, from the same rules.
     * A refusal is a 403 ``Status`` worded like the apiserver's (``deployments.apps
       "coredns" is forbidden: User "..." cannot patch resource "deployments" in
       API group "apps" in the namespace "kube-system"``), with details.
@@ -39,8 +42,9 @@ Not covered
     non-resource URLs (discovery, /version, /healthz are open to everyone; rules
     with ``nonResourceURLs`` are ignored), the ``escalate`` and ``bind`` checks
     on writing Roles and bindings (anyone allowed to write a Role may grant any
-    rule), other authorizers (Node, ABAC, webhook), ``Impersonate-Uid`` and
-    ``Impersonate-Extra-*``, SubjectAccessReviews, the default bootstrap roles
+    rule), other authorizers (Node, ABAC, webhook), SubjectAccessReviews for others,
+    LocalSubjectAccessReviews, SelfSubjectRulesReviews, ``Impersonate-Uid`` and
+    ``Impersonate-Extra-*``, the default bootstrap roles
     other than system:basic-user (cluster-admin, admin, edit, view must be
     created by a test), and token controllers: a ServiceAccount gets no token.
 """
@@ -216,6 +220,39 @@ def _service_account(user: str) -> tuple[str | None, str]:
         return None, user
     namespace, _, name = user[len(SERVICE_ACCOUNT_PREFIX) :].partition(":")
     return (namespace, name) if namespace and name else (None, user)
+
+
+def self_subject_access_review(
+    authorizer: Authorizer, user: str, groups: tuple[str, ...], body: Any
+) -> dict[str, Any]:
+    """The answer to a SelfSubjectAccessReview (resource attributes only), for the caller."""
+    spec = body.get("spec") if isinstance(body, dict) else None
+    attributes = (spec or {}).get("resourceAttributes") if isinstance(spec, dict) else None
+    if not isinstance(attributes, dict):
+        raise ApiError(
+            422,
+            "SelfSubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: "
+            "Required value (nonResourceAttributes are not emulated)",
+            "Invalid",
+        )
+    request = Attributes(
+        user,
+        groups,
+        str(attributes.get("verb", "")),
+        str(attributes.get("group", "")),
+        str(attributes.get("resource", "")),
+        str(attributes.get("subresource", "")),
+        str(attributes.get("namespace", "")),
+        str(attributes.get("name", "")),
+    )
+    allowed = not authorizer.enabled or authorizer.allows(request)
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": {"allowed": allowed, **({} if allowed else {"reason": ""})},
+    }
 
 
 def forbidden(request: Attributes) -> ApiError:

@@ -22,7 +22,7 @@ import kubernetes.client
 from . import errors as err
 from .controllers import Controllers
 from .errors import ApiError
-from .rbac import Attributes, Authorizer
+from .rbac import Attributes, Authorizer, self_subject_access_review
 from .resources import ResourceType
 from .selectors import (
     FieldRequirement,
@@ -385,6 +385,14 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.emulator.store
         if (route.group, route.resource) == ("authentication.k8s.io", "selfsubjectreviews"):
             self._self_subject_review(route, method, body, user)
+            return
+        if (route.group, route.resource) == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+            if method != "POST" or route.name or route.namespace is not None:
+                raise err.method_not_supported(route.resource, route.group, method)
+            review = self_subject_access_review(
+                self.emulator.rbac, user.name, user.groups, _parse_json(body)
+            )
+            self._send_json(201, review)
             return
         rtype = store.find_type(route.group, route.version, route.resource)
         if rtype is None:
