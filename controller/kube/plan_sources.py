@@ -36,7 +36,7 @@ class PlanSources:
     """Resolves plan references; bundled plans and ConfigMap versions are parsed once."""
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple[str, ...], Plan] = {}
+        self._parsed: dict[tuple[str, ...], tuple[str, Plan]] = {}
         self._lock = threading.Lock()
 
     def resolve(self, source: PlanSource, *, namespace: str, api: KubeApi) -> Plan:
@@ -73,16 +73,18 @@ class PlanSources:
         if not isinstance(text, str) or len(text.encode("utf-8")) > MAX_PLAN_BYTES:
             raise Refused("PlanInvalid", f"{where}: not a text of at most {MAX_PLAN_BYTES} bytes")
         version = str((found.get("metadata") or {}).get("resourceVersion", ""))
-        key = ("configmap", namespace, ref.name, ref.key, version)
-        return self._cached(key, lambda: parse_plan(text, source=where))
+        key = ("configmap", namespace, ref.name, ref.key)
+        return self._cached(key, lambda: parse_plan(text, source=where), version)
 
-    def _cached(self, key: tuple[str, ...], load: Callable[[], Plan]) -> Plan:
+    def _cached(self, key: tuple[str, ...], load: Callable[[], Plan], version: str = "") -> Plan:
+        """One parsed plan per reference, kept while its version is unchanged."""
         with self._lock:
-            plan = self._parsed.get(key)
-        if plan is None:
-            plan = load()
-            with self._lock:
-                self._parsed[key] = plan
+            known = self._parsed.get(key)
+        if known is not None and known[0] == version:
+            return known[1]
+        plan = load()
+        with self._lock:
+            self._parsed[key] = (version, plan)
         return plan
 
 

@@ -117,6 +117,23 @@ def test_a_plan_from_a_configmap_of_the_namespace_is_read_as_the_rollouts_accoun
     assert reads and {r.user for r in reads} == {"system:serviceaccount:shop:stage-rollout"}
 
 
+def test_an_edited_plan_configmap_is_read_again(world: World) -> None:
+    from tests.kube.operator_world import TINY_PLAN
+
+    body = {"metadata": {"name": "plans"}, "data": {"tiny.yaml": TINY_PLAN}}
+    world.api.create(CONFIGMAPS, world.namespace, body)
+    rollout = world.rollout()
+    rollout["spec"]["plan"] = {"configMapRef": {"name": "plans", "key": "tiny.yaml"}}
+    world.api.replace(ROLLOUTS, world.namespace, world.name, rollout)
+    reconciler = world.reconciler()
+    world.tick(reconciler)
+    first = world.status()["planHash"]
+    edited = TINY_PLAN.replace('version: "1"', 'version: "2"')
+    world.api.merge_patch(CONFIGMAPS, world.namespace, "plans", {"data": {"tiny.yaml": edited}})
+    world.tick(reconciler)
+    assert world.status()["planHash"] not in (first, "")
+
+
 def test_a_missing_configmap_key_names_the_reference_and_quotes_no_content(world: World) -> None:
     world.api.create(
         CONFIGMAPS,
