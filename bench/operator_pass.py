@@ -142,14 +142,19 @@ def run(port: int, prometheus_url: str, emulator_pid: int) -> None:
                 "spec": {
                     "plan": {"name": "stage-validation-v3"},
                     "target": {"configMap": f"{name}-flags", "deployments": [name]},
-                    "prometheus": {"url": prometheus_url},
+                    "serviceAccountName": "stage-rollout",
+                    "prometheus": {"endpoint": "default"},
                 },
             },
         )
     operator = Operator(
         KubeApi(client.ApiClient(configuration)),
         OperatorSettings(
-            interval=timedelta(seconds=1), granularity=timedelta(seconds=1), workers=16
+            interval=timedelta(seconds=1),
+            granularity=timedelta(seconds=1),
+            workers=16,
+            prometheus_url=prometheus_url,
+            default_service_account="stage-rollout",
         ),
         clock=SystemClock(),
     )
@@ -159,12 +164,12 @@ def run(port: int, prometheus_url: str, emulator_pid: int) -> None:
     for number in (1, 2, 3):
         if number > 1:
             time.sleep(1.2)
-        sources_before = sum(s.queries_sent for s in operator._sources.values())
+        sources_before = operator.endpoints.queries_sent
         wall, cpu, served = time.perf_counter(), time.process_time(), cpu_seconds(emulator_pid)
         outcomes = operator.tick_all()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         served = cpu_seconds(emulator_pid) - served
-        sent = sum(s.queries_sent for s in operator._sources.values()) - sources_before
+        sent = operator.endpoints.queries_sent - sources_before
         problems = [o.problem for o in outcomes if o.problem]
         states: dict[str, int] = {}
         for outcome in outcomes:

@@ -9,9 +9,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from controller.kube.resources import PlanSource
 from controller.sim.scenario import Scenario, parse_scenario
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
@@ -64,13 +61,6 @@ def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
     """A plan from a file path or a bundled plan's name; DocumentError when invalid."""
     text, source = read_plan(reference)
     return parse_plan(text, source=source)
-
-
-def load_plan_source(source: PlanSource, *, where: str) -> Plan:
-    """The plan a rollout names (bundled) or carries inline; DocumentError names `where`."""
-    if source.name is not None:
-        return load_plan(source.name)
-    return parse_plan(yaml.safe_dump(source.inline, sort_keys=False), source=where)
 
 
 def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -> Scenario:

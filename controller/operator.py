@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -33,16 +33,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from controller.clock import SystemClock
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.kube.leadership import LeaderElector
+from controller.kube.prometheus_refs import DEFAULT_ENDPOINT, PrometheusEndpoints
 from controller.kube.reconciler import Outcome, Reconciler
 from controller.kube.resources import StageRolloutSpec
+from controller.kube.tenancy import Tenancy
 from controller.notifications import Notifier
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
 from phases.actions import StartJob
-from phases.needs import AlertReading
 from phases.plan import Plan
-from phases.verdicts import WindowSummary
 
 log = logging.getLogger("stage_rollout.operator")
 NOT_LEADER = "not the leader: nothing written"
@@ -70,24 +70,17 @@ class OperatorSettings:
     lease_duration: timedelta = timedelta(seconds=15)
     renew_deadline: timedelta = timedelta(seconds=10)
     retry_period: timedelta = timedelta(seconds=2)
+    default_service_account: str | None = None
+    """The ServiceAccount (of each rollout's own namespace) for rollouts without spec.serviceAccountName."""
+    prometheus_endpoints: Mapping[str, PrometheusSettings] = field(default_factory=dict)
+    """Named endpoints a rollout may choose with spec.prometheus.endpoint."""
 
-
-class _NoPrometheus:
-    """The metrics source of a rollout with no Prometheus configured: every read is unknown."""
-
-    REASON = "no Prometheus configured: set spec.prometheus.url or the operator's --prometheus-url"
-
-    def summarize(self, signal: str, query: str, window: timedelta, at: datetime) -> WindowSummary:
-        return WindowSummary.failed(query, window, self.REASON)
-
-    def firing_alerts(self, names: Sequence[str], at: datetime) -> AlertReading:
-        return AlertReading(None, self.REASON)
-
-    def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
-        return None
-
-    def modes(self, query: str, at: datetime) -> tuple[float, ...] | None:
-        return None
+    def endpoints(self) -> PrometheusEndpoints:
+        named = dict(self.prometheus_endpoints)
+        if self.prometheus_url:
+            named.setdefault(DEFAULT_ENDPOINT, PrometheusSettings(url=self.prometheus_url))
+        default = DEFAULT_ENDPOINT if DEFAULT_ENDPOINT in named else None
+        return PrometheusEndpoints(named, default=default)
 
 
 class Operator:
@@ -103,7 +96,8 @@ class Operator:
     ) -> None:
         self.api = api
         self.notifier = notifier
-        self._metrics_source_for = metrics_for or self._metrics_for
+        self._injected_metrics = metrics_for
+        self.endpoints = settings.endpoints()
         self.settings = settings
         self.clock = clock or SystemClock()
         self.elector: LeaderElector | None = None
@@ -124,10 +118,13 @@ class Operator:
         self.telemetry_server: ThreadingHTTPServer | None = None
         self._watch_failing: dict[str, str] = {}
         self.reconciler = Reconciler(
-            api, self._metrics_source_for, dry_run=settings.dry_run, hooks=self.telemetry
+            api,
+            metrics_for,
+            dry_run=settings.dry_run,
+            hooks=self.telemetry,
+            tenancy=Tenancy(api, default_service_account=settings.default_service_account),
+            endpoints=self.endpoints,
         )
-        self._sources: dict[PrometheusSettings, PrometheusSource] = {}
-        self._sources_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="reconcile"
         )
@@ -161,25 +158,14 @@ class Operator:
             return False, f"Lease {self.elector.namespace}/{self.elector.name} not reachable"
         return True, "ok: leading" if self.elector.holding() else "ok: standby, ready to lead"
 
-    def _metrics_for(self, spec: StageRolloutSpec, plan: Plan) -> MetricsSource:
-        if spec.prometheus is not None:
-            settings = PrometheusSettings(
-                url=spec.prometheus.url,
-                timeout=spec.prometheus.timeout,
-                bearer_token_file=spec.prometheus.bearer_token_file,
-                ca_file=spec.prometheus.ca_file,
-                insecure_skip_verify=spec.prometheus.insecure_skip_verify,
-            )
-        elif self.settings.prometheus_url:
-            settings = PrometheusSettings(url=self.settings.prometheus_url)
-        else:
-            return _NoPrometheus()
-        with self._sources_lock:
-            source = self._sources.get(settings)
-            if source is None:
-                source = PrometheusSource(settings, plan.evaluation.resolution)
-                self._sources[settings] = source
-            return source
+    def _shared_source(self, spec: StageRolloutSpec, plan: Plan) -> MetricsSource | None:
+        """The source a rollout shares with others (an operator endpoint), for prefetching.
+
+        Rollouts with their own URL and Secret are read at their tick, not prefetched."""
+        if self._injected_metrics is not None:
+            return self._injected_metrics(spec, plan)
+        settings = self.endpoints.shared_settings(spec.prometheus)
+        return None if settings is None else self.endpoints.source(settings, plan)
 
     # passes ----------------------------------------------------------------------
 
@@ -229,7 +215,7 @@ class Operator:
             if planned is None:
                 continue
             spec, plan, needs = planned
-            source = self._metrics_source_for(spec, plan)
+            source = self._shared_source(spec, plan)
             if isinstance(source, PrometheusSource) and (needs.windows or needs.mode_query):
                 entry = wanted.setdefault(id(source), (source, [], set()))
                 entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)
@@ -393,7 +379,6 @@ class Operator:
                 self.elector.release()
             self._pool.shutdown(wait=True)
             server.shutdown()
-            for source in self._sources.values():
-                source.close()
+            self.endpoints.close()
             if self.notifier is not None:
                 self.notifier.close()

@@ -446,8 +446,23 @@ def run_operator(
             help="YAML list of webhook sinks (url, kind json|slack, timeout, headers).",
         ),
     ] = None,
+    default_service_account: Annotated[
+        str | None,
+        typer.Option(
+            "--default-service-account",
+            help="ServiceAccount (in each rollout's own namespace) to act as for rollouts without spec.serviceAccountName; without it such rollouts are refused.",
+        ),
+    ] = None,
+    prometheus_endpoints: Annotated[
+        Path | None,
+        typer.Option(
+            "--prometheus-endpoints",
+            help="YAML mapping of endpoint names to {url, timeout, caFile, bearerTokenFile, basicAuthUser, basicAuthPasswordFile}; rollouts choose one with spec.prometheus.endpoint.",
+        ),
+    ] = None,
 ) -> None:
     """Run the operator: reconcile every StageRollout it can see until stopped."""
+    import re
     import signal
     import socket
 
@@ -467,6 +482,11 @@ def run_operator(
         fail(f"--metrics-port {metrics_port} is not a port number")
     if prometheus_url is not None:
         _prometheus_settings(prometheus_url, "10s", None, None, False)
+    endpoints = _endpoints(prometheus_endpoints) if prometheus_endpoints is not None else {}
+    if default_service_account is not None and not re.fullmatch(
+        r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", default_service_account
+    ):
+        fail(f"--default-service-account {default_service_account!r} is not a ServiceAccount name")
     notifier = _notifier(notifications) if notifications is not None else None
     configure_logging(log_level)
     try:
@@ -483,11 +503,22 @@ def run_operator(
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         identity=identity or socket.gethostname(),
+        default_service_account=default_service_account,
+        prometheus_endpoints=endpoints,
     )
     operator = Operator(api, settings, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())
     signal.signal(signal.SIGINT, lambda *_: operator.stop.set())
     operator.run()
+
+
+def _endpoints(path: Path) -> dict[str, PrometheusSettings]:
+    from controller.kube.prometheus_refs import load_endpoints
+
+    try:
+        return load_endpoints(path)
+    except ValueError as error:
+        fail(f"--prometheus-endpoints {error}")
 
 
 def _notifier(path: Path) -> Notifier:

@@ -36,6 +36,7 @@ class Kind:
 
 
 CONFIGMAPS = Kind("ConfigMap", "", "v1", "configmaps")
+SECRETS = Kind("Secret", "", "v1", "secrets")
 DEPLOYMENTS = Kind("Deployment", "apps", "v1", "deployments")
 JOBS = Kind("Job", "batch", "v1", "jobs")
 EVENTS = Kind("Event", "", "v1", "events")
@@ -44,6 +45,7 @@ ROLLOUTS = Kind("StageRollout", GROUP, VERSION, PLURAL)
 APPROVALS = Kind("StageApproval", GROUP, VERSION, "stageapprovals")
 COMMANDS = Kind("StageCommand", GROUP, VERSION, "stagecommands")
 
+IMPERSONATE_USER = "Impersonate-User"
 _BUILT_IN = {CONFIGMAPS.plural, DEPLOYMENTS.plural, JOBS.plural, EVENTS.plural, LEASES.plural}
 _HINTS = {
     401: "the credentials were not accepted",
@@ -59,10 +61,29 @@ _HINTS = {
 class KubeError(Exception):
     """A refused or failed API call, with the HTTP status and a sentence for people."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        verb: str = "",
+        resource: str = "",
+        namespace: str = "",
+        acting_as: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+        self.acting_as = acting_as
+        """The impersonated user the call was made as, if any."""
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
 
     @property
     def conflict(self) -> bool:
@@ -97,10 +118,25 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
 class KubeApi:
     """The operator's calls, each one verb on one kind, returning plain dicts."""
 
-    def __init__(self, api_client: client.ApiClient, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout_seconds: float = 10.0,
+        impersonate: str | None = None,
+    ) -> None:
         self._client = api_client
         self._custom = client.CustomObjectsApi(api_client)
         self._timeout = timeout_seconds
+        self.impersonating = impersonate
+
+    def as_service_account(self, namespace: str, name: str) -> KubeApi:
+        """The same connection, acting as a ServiceAccount (the API server checks
+        `impersonate` on serviceaccounts). Only the user is sent: the API server
+        adds the account's own groups (system:serviceaccounts, ...:<namespace>)
+        itself, so the operator needs no right to impersonate arbitrary groups."""
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return KubeApi(self._client, timeout_seconds=self._timeout, impersonate=user)
 
     # generic verbs ------------------------------------------------------------
 
@@ -204,6 +240,26 @@ class KubeApi:
         answer = self._call("POST", review, None, None, body=body)
         return dict(answer.get("status", {}).get("userInfo", {}))
 
+    def may(self, verb: str, kind: Kind, namespace: str, name: str | None = None) -> bool:
+        """Whether the caller (or the impersonated account) may do this, asked of the API
+        server with a SelfSubjectAccessReview; every authenticated user may ask."""
+        review = Kind(
+            "SelfSubjectAccessReview",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+            namespaced=False,
+        )
+        attributes = {"namespace": namespace, "verb": verb, "group": kind.group}
+        attributes |= {"resource": kind.plural, **({"name": name} if name else {})}
+        body = {
+            "apiVersion": review.api_version,
+            "kind": review.name,
+            "spec": {"resourceAttributes": attributes},
+        }
+        answer = self._call("POST", review, None, None, body=body)
+        return bool((answer.get("status") or {}).get("allowed"))
+
     # plumbing -----------------------------------------------------------------
 
     def _path(
@@ -239,14 +295,16 @@ class KubeApi:
                 method=method,
                 resource_path=path,
                 query_params=list((query or {}).items()),
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                header_params=self._headers(content_type),
                 body=payload,
                 auth_settings=["BearerToken"],
             )
             response = self._client.call_api(*prepared, _request_timeout=self._timeout)
             response.read()
         except ApiException as error:
-            raise _error(method, kind, namespace, name, error.status, error.body) from None
+            raise _error(
+                method, kind, namespace, name, error.status, error.body, self.impersonating
+            ) from None
         except (OSError, urllib3.exceptions.HTTPError) as error:
             if "timed out" in str(error).lower() or isinstance(
                 error, TimeoutError | urllib3.exceptions.TimeoutError
@@ -262,9 +320,21 @@ class KubeApi:
         data = response.data or b""
         if not 200 <= response.status <= 299:
             raise _error(
-                method, kind, namespace, name, response.status, data.decode("utf-8", "replace")
+                method,
+                kind,
+                namespace,
+                name,
+                response.status,
+                data.decode("utf-8", "replace"),
+                self.impersonating,
             )
         return dict(json.loads(data)) if data else {}
+
+    def _headers(self, content_type: str) -> dict[str, str]:
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if self.impersonating:
+            headers[IMPERSONATE_USER] = self.impersonating
+        return headers
 
     def _list_method(self, kind: Kind, namespace: str | None) -> tuple[Any, tuple[Any, ...]]:
         if kind.plural in _BUILT_IN:
@@ -294,8 +364,24 @@ class KubeApi:
         return self._custom.list_cluster_custom_object, (kind.group, kind.version, kind.plural)
 
 
+_VERBS = {
+    "GET": "get",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "DELETE": "delete",
+    "WATCH": "watch",
+}
+
+
 def _error(
-    method: str, kind: Kind, namespace: str | None, name: str | None, status: int | None, body: Any
+    method: str,
+    kind: Kind,
+    namespace: str | None,
+    name: str | None,
+    status: int | None,
+    body: Any,
+    acting_as: str | None = None,
 ) -> KubeError:
     message, reason = "", ""
     if body:
@@ -305,7 +391,18 @@ def _error(
         except (ValueError, AttributeError, TypeError):
             message = str(body)[:300]
     code = int(status or 0)
-    return KubeError(code, reason, _describe(method, kind, namespace, name, code, message))
+    described = _describe(method, kind, namespace, name, code, message)
+    if acting_as and code == 403:
+        described = described.replace(_HINTS[403], f"{acting_as} lacks this permission")
+    return KubeError(
+        code,
+        reason,
+        described,
+        verb="list" if method == "GET" and not name else _VERBS.get(method, method),
+        resource=f"{kind.plural}.{kind.group}" if kind.group else kind.plural,
+        namespace=namespace or "",
+        acting_as=acting_as if code == 403 else None,
+    )
 
 
 def _root(error: BaseException) -> str:
@@ -317,14 +414,7 @@ def _root(error: BaseException) -> str:
 def _describe(
     method: str, kind: Kind, namespace: str | None, name: str | None, status: int, message: str
 ) -> str:
-    verb = {
-        "GET": "get",
-        "POST": "create",
-        "PUT": "update",
-        "PATCH": "patch",
-        "DELETE": "delete",
-        "WATCH": "watch",
-    }.get(method, method)
+    verb = _VERBS.get(method, method)
     target = f"{kind.plural}/{name}" if name else kind.plural
     where = f" in namespace {namespace}" if namespace else ""
     hint = _HINTS.get(status, "")

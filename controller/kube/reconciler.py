@@ -21,11 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.catalog import NotFound, load_plan_source
-from controller.kube.api import EVENTS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.kube.conditions import lifecycle_conditions, set_condition
 from controller.kube.jobs import KubeJobs
 from controller.kube.people import KubePeople
+from controller.kube.plan_sources import PlanSources
+from controller.kube.prometheus_refs import NoPrometheus, PrometheusEndpoints
 from controller.kube.resources import (
     API_VERSION,
     KIND,
@@ -34,8 +35,17 @@ from controller.kube.resources import (
     VerdictRecord,
 )
 from controller.kube.target import KubeTarget
+from controller.kube.tenancy import (
+    Refused,
+    Tenancy,
+    Tenant,
+    excerpt,
+    forbidden,
+    not_permitted,
+)
 from controller.observing import actuate, observe
 from controller.ports import MetricsSource
+from phases.actions import Action, RestartWorkloads, SetFlags, StartJob
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
@@ -85,18 +95,24 @@ class Reconciler:
     def __init__(
         self,
         api: KubeApi,
-        metrics_for: Callable[[StageRolloutSpec, Plan], MetricsSource],
+        metrics_for: Callable[[StageRolloutSpec, Plan], MetricsSource] | None = None,
         *,
         dry_run: bool = False,
         hooks: Hooks | None = None,
+        tenancy: Tenancy | None = None,
+        endpoints: PrometheusEndpoints | None = None,
     ) -> None:
+        """`metrics_for` replaces the Prometheus `endpoints` (tests, simulations); the
+        default `tenancy` impersonates each rollout's spec.serviceAccountName."""
         self._api = api
         self._metrics_for = metrics_for
+        self._tenancy = tenancy or Tenancy(api)
+        self._endpoints = endpoints or PrometheusEndpoints()
+        self._plan_sources = PlanSources()
         self._dry_run = dry_run
         self._hooks = hooks or Hooks()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._plans: dict[str, Plan] = {}
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -108,10 +124,11 @@ class Reconciler:
         self, rollout: Mapping[str, Any], now: datetime
     ) -> tuple[StageRolloutSpec, Plan, Needs] | None:
         """The spec, plan and needs of a rollout as it stands, or None when it is unusable."""
+        namespace = str((rollout.get("metadata") or {}).get("namespace", ""))
         try:
             spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
-            plan = self._plan(spec)
-        except (ValidationError, DocumentError, NotFound):
+            plan = self._plan(spec, self._tenancy.admit(namespace, spec))
+        except (ValidationError, DocumentError, Refused, KubeError):
             return None
         status = self._status(rollout, plan, now)
         return spec, plan, needs_of(plan, status, now)
@@ -168,23 +185,28 @@ class Reconciler:
                 rollout, "SpecInvalid", _describe_validation("spec", error), now, outcome
             )
         try:
-            plan = self._plan(spec)
-        except (DocumentError, NotFound) as error:
-            return self._hold(rollout, "PlanInvalid", str(error), now, outcome)
+            tenant = self._tenancy.admit(namespace, spec)
+            plan = self._plan(spec, tenant)
+            metrics = self._metrics(spec, plan, tenant)
+        except DocumentError as error:
+            return self._hold(rollout, "PlanInvalid", _capped(str(error)), now, outcome)
+        except Refused as refusal:
+            return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
+        except KubeError as error:
+            return self._refuse_as(tenant, error, rollout, now, outcome)
         status = self._status(rollout, plan, now)
-        target_ns = spec.target.namespace or namespace
         writes: list[str] = []
         target = KubeTarget(
-            self._api,
-            target_ns,
+            tenant.api,
+            namespace,
             spec.target.config_map,
             spec.target.deployments,
             dry_run=self._dry_run,
             on_write=writes.append,
         )
         jobs = KubeJobs(
-            self._api,
-            target_ns,
+            tenant.api,
+            namespace,
             rollout,
             plan.content_hash,
             spec.job_templates,
@@ -199,18 +221,24 @@ class Reconciler:
             listed=records,
         )
         needs = needs_of(plan, status, now)
-        seen = observe(
-            plan,
-            status,
-            needs,
-            now,
-            rollout_uid=str(rollout["metadata"].get("uid", "")),
-            metrics=self._metrics_for(spec, plan),
-            target=target,
-            people=people,
-            jobs=jobs,
-        )
+        try:
+            seen = observe(
+                plan,
+                status,
+                needs,
+                now,
+                rollout_uid=str(rollout["metadata"].get("uid", "")),
+                metrics=metrics,
+                target=target,
+                people=people,
+                jobs=jobs,
+            )
+        except KubeError as error:
+            return self._refuse_as(tenant, error, rollout, now, outcome)
         decision = decide(plan, status, seen, now)
+        lacking = self._missing_right(decision.actions, target, tenant)
+        if lacking is not None:
+            return self._hold(rollout, lacking.reason, lacking.message, now, outcome)
         new_status = self._extend(decision, status, seen, plan, generation, now)
         if not self._hooks.may_write():
             outcome.problem = "not the leader: nothing written"
@@ -225,14 +253,17 @@ class Reconciler:
             "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
         try:
-            self._api.replace_status(ROLLOUTS, namespace, name, body)
+            written = self._api.replace_status(ROLLOUTS, namespace, name, body)
         except KubeError as error:
             if error.conflict:
                 return False
             raise
         outcome.wrote_status = True
         outcome.decision = decision
-        actuate(decision.actions, now, target=target, jobs=jobs)
+        try:
+            actuate(decision.actions, now, target=target, jobs=jobs)
+        except KubeError as error:
+            return self._refuse_as(tenant, error, written or rollout, now, outcome)
         outcome.writes = writes
         for event in decision.events:
             reason = event.kind.value.title().replace("_", "")
@@ -242,13 +273,16 @@ class Reconciler:
 
     # pieces -----------------------------------------------------------------------
 
-    def _plan(self, spec: StageRolloutSpec) -> Plan:
-        if spec.plan.name is None:
-            return load_plan_source(spec.plan, where="spec.plan.inline")
-        cached = self._plans.get(spec.plan.name)
-        if cached is None:
-            cached = self._plans[spec.plan.name] = load_plan_source(spec.plan, where=spec.plan.name)
-        return cached
+    def _plan(self, spec: StageRolloutSpec, tenant: Tenant) -> Plan:
+        return self._plan_sources.resolve(spec.plan, namespace=tenant.namespace, api=tenant.api)
+
+    def _metrics(self, spec: StageRolloutSpec, plan: Plan, tenant: Tenant) -> MetricsSource:
+        if self._metrics_for is not None:
+            return self._metrics_for(spec, plan)
+        settings = self._endpoints.settings_for(spec.prometheus, tenant)
+        if settings is None:
+            return NoPrometheus()
+        return self._endpoints.source(settings, plan)
 
     def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
         raw = rollout.get("status") or {}
@@ -355,6 +389,36 @@ class Reconciler:
             self._event(rollout, reason, message, True, now)
         return True
 
+    def _missing_right(
+        self, actions: Sequence[Action], target: KubeTarget, tenant: Tenant
+    ) -> Refused | None:
+        """The first write of this tick the rollout's account may not make, asked of the
+        API server before the status moves, so that a refused step writes nothing."""
+        wanted: list[tuple[str, Kind, str]] = []
+        for action in actions:
+            if isinstance(action, SetFlags | RestartWorkloads):
+                wanted += target.writes_for(action)
+            elif isinstance(action, StartJob):
+                wanted.append(("create", JOBS, ""))
+        for verb, kind, name in dict.fromkeys(wanted):
+            if not tenant.api.may(verb, kind, tenant.namespace, name or None):
+                return not_permitted(tenant, verb, kind, name)
+        return None
+
+    def _refuse_as(
+        self,
+        tenant: Tenant,
+        error: KubeError,
+        rollout: Mapping[str, Any],
+        now: datetime,
+        outcome: Outcome,
+    ) -> bool:
+        """A 403 met as the rollout's account holds that rollout; any other error propagates."""
+        if not error.acting_as:
+            raise error
+        refusal = forbidden(error, tenant)
+        return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
+
     def _event(
         self, rollout: Mapping[str, Any], reason: str, message: str, warning: bool, now: datetime
     ) -> None:
@@ -415,6 +479,11 @@ def _jobs_matter(plan: Plan, status: StageRolloutStatus) -> bool:
     """Whether this tick needs the rollout's Jobs: its step runs jobs, or started some."""
     step = steps_of(plan).get(status.step)
     return bool(step.jobs) or any(record.step == status.step for record in status.jobs.values())
+
+
+def _capped(message: str, limit: int = 600) -> str:
+    """A plan error as a condition message: the author's text only as a short excerpt."""
+    return message if len(message) <= limit else excerpt(message, limit)
 
 
 def _describe_validation(prefix: str, error: ValidationError) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.catalog import load_plan_source
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
 from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
 from phases.decide import WRITE_ENFORCEMENT_OFF
@@ -78,7 +77,7 @@ def approve(
         )
     if status.state.value in _TERMINAL:
         raise RecordError(f"rollout {name} is {status.state.value}; there is nothing to approve")
-    plan = _plan(rollout)
+    plan = _plan(api, rollout)
     needs = steps_of(plan).get(current).approval.required or status.hold_for_approval
     if not needs:
         raise RecordError(f"step {current} of rollout {name} needs no approval to be left")
@@ -128,7 +127,7 @@ def command(
     if status.get("state") in _TERMINAL:
         raise RecordError(f"rollout {name} is {status['state']}; it takes no more commands")
     if to is not None and to not in ("warn", WRITE_ENFORCEMENT_OFF):
-        steps = [s.id for s in steps_of(_plan(rollout)).steps]
+        steps = [s.id for s in steps_of(_plan(api, rollout)).steps]
         if to not in steps:
             raise RecordError(
                 f"--to {to!r} is not a step of the plan ({', '.join(steps)}) nor warn"
@@ -242,9 +241,17 @@ def _status(rollout: Mapping[str, Any]) -> StageRolloutStatus:
         ) from None
 
 
-def _plan(rollout: Mapping[str, Any]) -> Plan:
+def _plan(api: KubeApi, rollout: Mapping[str, Any]) -> Plan:
+    """The rollout's plan as the caller can read it (a ConfigMap plan needs `get` on it)."""
+    from controller.kube.plan_sources import PlanSources
+    from controller.kube.tenancy import Refused
+
     spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
-    return load_plan_source(spec.plan, where=f"{rollout['metadata']['name']}.spec.plan.inline")
+    namespace = str(rollout["metadata"].get("namespace", ""))
+    try:
+        return PlanSources().resolve(spec.plan, namespace=namespace, api=api)
+    except Refused as refusal:
+        raise RecordError(refusal.message) from None
 
 
 def _record_name(rollout: str, what: str) -> str:

@@ -27,20 +27,49 @@ SHORT_NAMES = ("sro",)
 _CAMEL = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-class PlanSource(BaseModel):
-    """Which plan the rollout follows: a bundled plan's name, or a whole plan inline."""
+BUNDLED_PLAN_NAME = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
+"""A bundled plan's name: never a path (no slash, no leading dot), so nothing on disk is named."""
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
+
+
+class ConfigMapKeyRef(BaseModel):
+    """One key of a ConfigMap in the rollout's own namespace."""
 
     model_config = _CAMEL
 
-    name: str | None = Field(default=None, description="name of a plan bundled with the operator")
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_NAME)
+    key: str = Field(min_length=1, max_length=253, pattern=CONFIG_MAP_KEY)
+
+
+class PlanSource(BaseModel):
+    """Which plan the rollout follows: a bundled plan's name, a plan inline, or a ConfigMap key.
+
+    Each of these is something the rollout's author owns or the operator ships; no
+    form of it names a file on the operator's disk.
+    """
+
+    model_config = _CAMEL
+
+    name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=BUNDLED_PLAN_NAME,
+        description="name of a plan bundled with the operator (a name, never a path)",
+    )
     inline: dict[str, Any] | None = Field(
         default=None, description="a whole plan document, validated by the operator"
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="a plan document in a key of a ConfigMap in the rollout's namespace, read as the rollout's service account",
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PlanSource:
-        if (self.name is None) == (self.inline is None):
-            raise ValueError("give exactly one of plan.name or plan.inline")
+        given = [self.name, self.inline, self.config_map_ref]
+        if sum(item is not None for item in given) != 1:
+            raise ValueError("give exactly one of plan.name, plan.inline or plan.configMapRef")
         return self
 
 
@@ -53,29 +82,80 @@ class TargetSpec(BaseModel):
     deployments: list[str] = Field(
         default_factory=list, description="Deployments restarted on new flags"
     )
-    namespace: str | None = Field(default=None, description="defaults to the rollout's namespace")
+    namespace: str | None = Field(
+        default=None,
+        description="must be the rollout's own namespace (kept for older rollouts); any other is refused",
+    )
 
 
-class PrometheusSpec(BaseModel):
-    """Where the rollout's signals are read; the operator's --prometheus-url when absent."""
+class SecretRef(BaseModel):
+    """A Secret in the rollout's own namespace holding Prometheus credentials.
+
+    Keys: `token` (a bearer token), or `username` and `password` (basic auth).
+    """
 
     model_config = _CAMEL
 
-    url: str = Field(min_length=1)
-    timeout: Duration = timedelta(seconds=10)
-    bearer_token_file: str | None = None
-    ca_file: str | None = None
-    insecure_skip_verify: bool = False
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_NAME)
+
+
+class PrometheusSpec(BaseModel):
+    """Where the rollout's signals are read: an endpoint the operator was started with, or
+    an http(s) URL with credentials from a Secret in the rollout's namespace.
+
+    Absent, the operator's default endpoint is used. No form names a file on the
+    operator's disk: token files and CA bundles are the cluster admin's, configured
+    on the operator (`stagectl run --prometheus-endpoints`).
+    """
+
+    model_config = _CAMEL
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=BUNDLED_PLAN_NAME,
+        description="name of a Prometheus endpoint configured on the operator",
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="an http or https URL; with credentialsSecret for its credentials",
+    )
+    credentials_secret: SecretRef | None = Field(
+        default=None,
+        description="Secret in the rollout's namespace with `token`, or `username` and `password`",
+    )
+    timeout: Duration = Field(
+        default=timedelta(seconds=10),
+        description="per-query timeout for url; a named endpoint has its own",
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_or_url(self) -> PrometheusSpec:
+        if (self.endpoint is None) == (self.url is None):
+            raise ValueError("give exactly one of prometheus.endpoint or prometheus.url")
+        if self.endpoint is not None and self.credentials_secret is not None:
+            raise ValueError(
+                "prometheus.credentialsSecret goes with prometheus.url; a named endpoint has the operator's credentials"
+            )
+        return self
 
 
 class StageRolloutSpec(BaseModel):
-    """What a rollout should do: plan, target, Prometheus, tick interval and job templates."""
+    """What a rollout should do: plan, target, service account, Prometheus, tick interval, job templates."""
 
     model_config = _CAMEL
 
     plan: PlanSource
     target: TargetSpec
     prometheus: PrometheusSpec | None = None
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_NAME,
+        description="ServiceAccount of the rollout's namespace the operator acts as for every target read and write; the operator's --default-service-account when absent",
+    )
     interval: Duration | None = Field(
         default=None, description="time between ticks; the operator's --interval when absent"
     )

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from controller.kube.api import CONFIGMAPS, DEPLOYMENTS, KubeApi
+from controller.kube.api import CONFIGMAPS, DEPLOYMENTS, Kind, KubeApi
 from controller.kube.resources import GROUP
 from phases.actions import RestartWorkloads, SetFlags
 from phases.flags import hash_flags
@@ -92,6 +92,22 @@ class KubeTarget:
         else:
             for name in self.deployments:
                 self._restart(name, action.flags_hash)
+
+    def writes_for(self, action: SetFlags | RestartWorkloads) -> list[tuple[str, Kind, str]]:
+        """(verb, kind, name) of each write `apply` would make, against this tick's reads."""
+        if isinstance(action, SetFlags):
+            configmap = self._configmap()
+            if configmap is None:
+                return [("create", CONFIGMAPS, "")]
+            current = configmap.get("data") or {}
+            changed = any(current.get(key) != value for key, value in action.flags.items())
+            return [("patch", CONFIGMAPS, self.config_map)] if changed else []
+        return [
+            ("patch", DEPLOYMENTS, name)
+            for name in self.deployments
+            if (found := self._deployment(name)) is not None
+            and _template_hash(found) != action.flags_hash
+        ]
 
     def _set_flags(self, flags: Mapping[str, str]) -> None:
         configmap = self._configmap()

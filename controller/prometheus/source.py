@@ -31,7 +31,7 @@ from typing import Any
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -58,13 +58,22 @@ class PrometheusSettings(BaseModel):
     basic_auth_password_file: Path | None = None
     ca_file: Path | None = None
     insecure_skip_verify: bool = False
+    bearer_token: SecretStr | None = None
+    """A token held in memory (from a rollout's Secret), never a file a rollout chose."""
+    basic_auth_password: SecretStr | None = None
     max_concurrency: int = Field(default=16, ge=1, le=256)
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> PrometheusSettings:
-        if self.bearer_token_file and self.basic_auth_user:
+        if (self.bearer_token_file or self.bearer_token) and self.basic_auth_user:
             raise ValueError("use either a bearer token file or basic auth, not both")
-        if bool(self.basic_auth_user) != bool(self.basic_auth_password_file):
+        if self.bearer_token_file and self.bearer_token:
+            raise ValueError("use either a bearer token file or a bearer token, not both")
+        if self.basic_auth_password_file and self.basic_auth_password:
+            raise ValueError("use either a basic auth password file or a password, not both")
+        if bool(self.basic_auth_user) != bool(
+            self.basic_auth_password_file or self.basic_auth_password
+        ):
             raise ValueError("basic auth needs both a user and a password file")
         if self.ca_file and self.insecure_skip_verify:
             raise ValueError("a CA bundle and insecure_skip_verify contradict each other")
@@ -93,6 +102,17 @@ class TokenFileAuth(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self.token()}"
+        return request
+
+
+class _TokenAuth(requests.auth.AuthBase):
+    """A bearer token held in memory."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         return request
 
 
@@ -134,6 +154,12 @@ class PrometheusSource:
             auth = TokenFileAuth(settings.bearer_token_file)
         elif settings.basic_auth_user and settings.basic_auth_password_file:
             auth = _PasswordFileAuth(settings.basic_auth_user, settings.basic_auth_password_file)
+        elif settings.bearer_token is not None:
+            auth = _TokenAuth(settings.bearer_token)
+        elif settings.basic_auth_user and settings.basic_auth_password is not None:
+            auth = requests.auth.HTTPBasicAuth(
+                settings.basic_auth_user, settings.basic_auth_password.get_secret_value()
+            )
         self._client = PrometheusConnect(
             url=settings.url.rstrip("/"),
             session=session,

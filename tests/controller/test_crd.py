@@ -79,7 +79,10 @@ def test_the_example_rollout_satisfies_the_crd_schema_and_the_models() -> None:
 @pytest.mark.parametrize(
     ("spec", "phrase"),
     [
-        ({"plan": {}, "target": {"configMap": "f"}}, "exactly one of plan.name or plan.inline"),
+        (
+            {"plan": {}, "target": {"configMap": "f"}},
+            "exactly one of plan.name, plan.inline or plan.configMapRef",
+        ),
         ({"plan": {"name": "p"}, "target": {}}, "configMap"),
         ({"plan": {"name": "p"}, "target": {"configMap": "f"}, "interval": 30}, "needs a unit"),
         ({"plan": {"name": "p"}, "target": {"configMap": "f"}, "surprise": 1}, "surprise"),

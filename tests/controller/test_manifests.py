@@ -4,8 +4,9 @@ The objects checked are the output of the real `kubectl kustomize`, the same tha
 `kubectl apply -k manifests/base` sends, not a reading of the files by our own loader.
 
 RBAC is checked against the code: every `KubeApi` call in `controller/` is found
-in the source (verb and kind), and the ClusterRole and Role must grant exactly
-those, nothing more, nothing less.
+in the source (verb and kind). The calls of the modules that act as a rollout's
+ServiceAccount (`TENANT_MODULES`) must be exactly what the example Role for that
+account grants; all others exactly what the operator's ClusterRole and Role grant.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ import yaml
 from controller.kube import api as kube_api
 from controller.operator import WATCHED
 from tests.support.kubectl import kustomize
-from tests.support.rbac import granted_rules
+from tests.support.rbac import EXAMPLE_ROLE_FILE, granted_rules
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "manifests" / "base"
 CRD_DIR = REPO / "manifests" / "crd"
+TENANT_MODULES = {
+    "controller/kube/target.py",
+    "controller/kube/jobs.py",
+    "controller/kube/plan_sources.py",
+    "controller/kube/prometheus_refs.py",
+}
+"""Modules that are handed only the impersonated connection of a rollout (Tenant.api)."""
 VERBS = {
     "get": "get",
     "list": "list",
@@ -158,16 +166,21 @@ def test_probes_point_at_the_endpoints_the_operator_serves() -> None:
     assert {"POD_NAME", "POD_NAMESPACE"} <= env
 
 
-def calls_in_code() -> set[tuple[str, str, str]]:
-    """(group, resource, verb) for every KubeApi call on a module-level Kind in controller/."""
+def calls_in_code(*, tenant: bool = False) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) for every KubeApi call on a module-level Kind in controller/,
+    of the tenant modules or of all the others."""
     kinds = {
         name: value for name, value in vars(kube_api).items() if isinstance(value, kube_api.Kind)
     }
     found: set[tuple[str, str, str]] = set()
     for path in (REPO / "controller").rglob("*.py"):
+        if (str(path.relative_to(REPO)) in TENANT_MODULES) != tenant:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
+            if node.func.attr == "as_service_account":
+                found.add(("", "serviceaccounts", "impersonate"))
             verb = VERBS.get(node.func.attr)
             if verb is None or not node.args or not isinstance(node.args[0], ast.Name):
                 continue
@@ -176,8 +189,9 @@ def calls_in_code() -> set[tuple[str, str, str]]:
                 continue
             resource = kind.plural + ("/status" if node.func.attr == "replace_status" else "")
             found.add((kind.group, resource, verb))
-    # watch_loop lists and watches each kind of WATCHED through a variable.
-    found |= {(kind.group, kind.plural, verb) for kind in WATCHED for verb in ("list", "watch")}
+    if not tenant:
+        # watch_loop lists and watches each kind of WATCHED through a variable.
+        found |= {(kind.group, kind.plural, verb) for kind in WATCHED for verb in ("list", "watch")}
     return found
 
 
@@ -190,6 +204,28 @@ def test_rbac_grants_exactly_the_calls_the_code_makes() -> None:
     ) in needed  # the scan sees the code
     assert granted_rules() - needed == set(), "RBAC grants more than the code uses"
     assert needed - granted_rules() == set(), "the code makes calls RBAC does not grant"
+
+
+def test_the_operator_itself_may_not_touch_targets_or_secrets() -> None:
+    """Targets are written as the rollout's ServiceAccount; the operator's own roles
+    grant no ConfigMap, Deployment, Job or Secret verb anywhere."""
+    touched = {resource for _group, resource, _verb in granted_rules()}
+    assert touched.isdisjoint({"configmaps", "deployments", "jobs", "secrets", "pods"})
+    assert ("", "serviceaccounts", "impersonate") in granted_rules()
+    assert not {r for r in granted_rules() if r[1] in ("users", "groups")}
+
+
+def test_the_example_role_grants_exactly_the_calls_made_as_the_rollout() -> None:
+    needed = calls_in_code(tenant=True)
+    assert ("apps", "deployments", "patch") in needed  # the scan sees the tenant code
+    granted = granted_rules(EXAMPLE_ROLE_FILE)
+    assert granted - needed == set(), "the example Role grants more than a rollout uses"
+    assert needed - granted == set(), "a rollout makes calls the example Role does not grant"
+
+
+def test_the_example_role_is_valid_for_kubernetes() -> None:
+    for obj in documents(EXAMPLE_ROLE_FILE):
+        kubernetes_validate.validate(obj, "1.30", strict=True)
 
 
 def test_the_lease_role_is_namespaced_and_names_its_lease() -> None:

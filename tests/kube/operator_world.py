@@ -1,7 +1,11 @@
 """A small world for the operator tests: a cluster, our CRDs, a target and a tiny plan.
 
 By default the cluster is the API-server emulator of `tests/support/kube_emulator`
-(real HTTP, the official client, the semantics the operator relies on). With
+(real HTTP, the official client, the semantics the operator relies on), with RBAC
+enforced: the operator has exactly the ClusterRole and Role of manifests/base, the
+rollout acts as the example ServiceAccount of manifests/examples/rollout-rbac.yaml,
+people hold the roles of manifests/base/roles.yaml, and the test itself works as a
+cluster admin (`World.api`). With
 STAGE_TEST_KUBECONFIG set, the same tests run against that real cluster instead
 (kind, k3s…); the few that inject faults need the emulator and say so.
 """
@@ -39,11 +43,22 @@ from controller.sim.scripted_metrics import ScriptedMetrics
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
 from tests.support.kube_emulator import KubeEmulator
+from tests.support.rbac import EXAMPLE_ROLE_FILE, RBAC_FILE, ROLES_FILE, rbac_objects
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_CLUSTER = os.environ.get("STAGE_TEST_KUBECONFIG")
 NAMESPACES = Kind("Namespace", "", "v1", "namespaces", namespaced=False)
 OPERATOR_USER = "system:serviceaccount:stage-rollout-system:stage-rollout-controller"
+ADMIN_USER = "cluster-admin"
+ROLLOUT_ACCOUNT = "stage-rollout"
+"""The rollouts' ServiceAccount, as manifests/examples/rollout-rbac.yaml names it."""
+PEOPLE = ("alice", "alice@example.com")
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_KINDS = {
+    "ServiceAccount": Kind("ServiceAccount", "", "v1", "serviceaccounts"),
+    "Role": Kind("Role", RBAC_GROUP, "v1", "roles"),
+    "RoleBinding": Kind("RoleBinding", RBAC_GROUP, "v1", "rolebindings"),
+}
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 TINY_PLAN = """
@@ -96,8 +111,11 @@ class World:
     """A namespace with a Deployment, a rollout of the tiny plan and an operator for it."""
 
     api: KubeApi
+    """The test's own connection, as a cluster admin."""
     emulator: KubeEmulator | None
     namespace: str
+    operator_api: KubeApi | None = None
+    """The operator's connection (its ServiceAccount); `api` on a real cluster."""
     people: KubeApi | None = None
     """Where approvals and commands are created from: another user than the operator."""
     name: str = "api-rollout"
@@ -106,7 +124,12 @@ class World:
     plan: Plan = field(default_factory=tiny_plan)
 
     def reconciler(self, *, dry_run: bool = False, hooks: Hooks | None = None) -> Reconciler:
-        return Reconciler(self.api, lambda _spec, _plan: self.source, dry_run=dry_run, hooks=hooks)
+        return Reconciler(
+            self.operator_api or self.api,
+            lambda _spec, _plan: self.source,
+            dry_run=dry_run,
+            hooks=hooks,
+        )
 
     def tick(
         self, reconciler: Reconciler | None = None, advance: timedelta = timedelta(0)
@@ -207,9 +230,11 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         assert emulator is not None
         for crd in crds():
             emulator.register_crd(crd)
-        api = KubeApi(emulator.api_client(user=OPERATOR_USER))
+        api = admin_api(emulator)
         people = KubeApi(emulator.api_client(user="alice"))
         namespace = "shop"
+        grant_manifests(emulator, namespace)
+    grant_rollout_account(api, namespace, ["api"])
     api.create(
         DEPLOYMENTS,
         namespace,
@@ -227,9 +252,13 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
             },
         },
     )
-    world = World(api=api, emulator=emulator, namespace=namespace, people=people)
+    operator_api = KubeApi(emulator.api_client(user=OPERATOR_USER)) if emulator else None
+    world = World(
+        api=api, emulator=emulator, namespace=namespace, operator_api=operator_api, people=people
+    )
     spec = {
         "plan": {"inline": yaml.safe_load(TINY_PLAN)},
+        "serviceAccountName": ROLLOUT_ACCOUNT,
         "target": {"configMap": "flags", "deployments": ["api"]},
         "jobTemplates": {
             "prepare": {
@@ -257,6 +286,46 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         },
     )
     return world
+
+
+def admin_api(emulator: KubeEmulator) -> KubeApi:
+    """A connection in group system:masters, which RBAC allows everything."""
+    client = emulator.api_client(user=ADMIN_USER)
+    client.default_headers["X-Emulator-Groups"] = "system:masters"
+    return KubeApi(client)
+
+
+def grant_manifests(emulator: KubeEmulator, namespace: str) -> None:
+    """The operator's ClusterRole and Lease Role, the people's roles bound in `namespace`
+    to PEOPLE, and RBAC enforced from now on."""
+    for obj in rbac_objects(RBAC_FILE) + rbac_objects(ROLES_FILE):
+        emulator.create(obj)
+    emulator.create(
+        {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "people", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": RBAC_GROUP,
+                "kind": "ClusterRole",
+                "name": "stage-rollout-operator",
+            },
+            "subjects": [{"kind": "User", "apiGroup": RBAC_GROUP, "name": p} for p in PEOPLE],
+        }
+    )
+    emulator.rbac.enabled = True
+
+
+def grant_rollout_account(api: KubeApi, namespace: str, deployments: list[str]) -> None:
+    """The example ServiceAccount, Role and RoleBinding, in `namespace`, for `deployments`."""
+    for obj in rbac_objects(EXAMPLE_ROLE_FILE):
+        obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects") or []:
+            subject["namespace"] = namespace
+        for rule in obj.get("rules") or []:
+            if rule["resources"] == ["deployments"]:
+                rule["resourceNames"] = deployments
+        api.create(RBAC_KINDS[obj["kind"]], namespace, obj)
 
 
 QUICK_PLAN = {

@@ -184,7 +184,10 @@ def test_an_invalid_spec_becomes_a_condition_and_nothing_is_written(world: World
     rollout["spec"]["plan"] = {"name": "stage-validation-v3", "inline": {"name": "x"}}
     world.api.replace(ROLLOUTS, world.namespace, world.name, rollout)
     outcome = world.tick()
-    assert outcome.problem and "exactly one of plan.name or plan.inline" in outcome.problem
+    assert (
+        outcome.problem
+        and "exactly one of plan.name, plan.inline or plan.configMapRef" in outcome.problem
+    )
     valid = next(c for c in world.status()["conditions"] if c["type"] == "Valid")
     assert valid["status"] == "False" and valid["reason"] == "SpecInvalid"
     assert world.flags() == {}

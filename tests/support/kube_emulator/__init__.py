@@ -20,6 +20,8 @@ Served resources
     note/message, reportingController/reportingComponent, deprecated*);
     apiextensions.k8s.io/v1 customresourcedefinitions (+/status);
     authentication.k8s.io/v1 selfsubjectreviews (create: the caller's user info);
+    authorization.k8s.io/v1 selfsubjectaccessreviews (create: whether RBAC allows the
+    caller the resource attributes asked about; see `rbac`);
     every resource of every registered CRD (namespaced or cluster scope; plural,
     singular, kind, shortNames and categories from the CRD; ``/status`` when the
     storage version declares ``subresources.status``; every served version, objects
@@ -147,7 +149,10 @@ Emulated semantics
     * Users: ``Authorization: Bearer <token>`` for tokens given to `add_token`
       (unknown tokens get 401), or an ``X-Emulator-User`` (and ``X-Emulator-Groups``)
       header, or ``Impersonate-User``/``Impersonate-Group``; otherwise
-      system:anonymous. Every request is logged (`requests`) with method, path,
+      system:anonymous. ``KubeEmulator(rbac=True)`` enforces RBAC (Roles,
+      ClusterRoles, their bindings, the ``impersonate`` permission, a service
+      account's implied groups, 403 Status bodies): see `rbac` for what it covers.
+      rbac.authorization.k8s.io/v1 kinds, ServiceAccounts and Secrets are served. Every request is logged (`requests`) with method, path,
       query, content type, user, and the RBAC verb/group/resource/subresource it
       needed (`rbac_rules_used`).
     * Faults: `inject` a status (e.g. 429 with Retry-After, 500, 503, 409, 410)
@@ -158,8 +163,9 @@ Emulated semantics
       as the API server does (see `admission.py` for what of them is covered).
 
 Not emulated (a test that needs one of these needs a real cluster)
-    Authorization/RBAC enforcement (every authenticated or anonymous request is
-    allowed; only the log says which permissions were used), admission webhooks and
+    RBAC beyond what `rbac` lists (aggregation, non-resource URLs, escalate/bind
+    checks; with ``rbac=False``, the default, every request is allowed and only
+    the log says which permissions were used), admission webhooks and
     the other admission plugins, server-side apply (``application/apply-patch+yaml`` is a 415),
     ``managedFields``, protobuf/CBOR/YAML bodies (requests must be JSON or carry no
     Content-Type; responses are always JSON), TLS, API priority and fairness,

@@ -24,6 +24,7 @@ from . import errors as err
 from .controllers import Controllers
 from .errors import ApiError
 from .install_kinds import add_install_types
+from .rbac import Attributes, Authorizer, self_subject_access_review
 from .resources import ResourceType
 from .selectors import (
     FieldRequirement,
@@ -238,8 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
             user = User(ANONYMOUS, ("system:unauthenticated",))
         impersonate = self.headers.get("Impersonate-User")
         if impersonate:
-            groups = tuple(self.headers.get_all("Impersonate-Group") or ())
-            return User(impersonate, (*groups, "system:authenticated")), user.name
+            asked = tuple(self.headers.get_all("Impersonate-Group") or ())
+            groups = emulator.rbac.impersonate(user.name, user.groups, impersonate, asked)
+            return User(impersonate, groups), user.name
         return user, ""
 
     # --- request entry -----------------------------------------------------------------
@@ -271,6 +273,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             if route is not None:
                 self._describe(route, method, watch)
+                self.emulator.rbac.check(
+                    Attributes(
+                        user.name,
+                        user.groups,
+                        self._record.verb,
+                        route.group,
+                        route.resource,
+                        route.subresource,
+                        route.namespace or "",
+                        route.name,
+                    )
+                )
             fault = self.emulator._take_fault(method, path)
             if fault is not None:
                 if fault.delay:
@@ -380,6 +394,14 @@ class _Handler(BaseHTTPRequestHandler):
         store = self.emulator.store
         if (route.group, route.resource) == ("authentication.k8s.io", "selfsubjectreviews"):
             self._self_subject_review(route, method, body, user)
+            return
+        if (route.group, route.resource) == ("authorization.k8s.io", "selfsubjectaccessreviews"):
+            if method != "POST" or route.name or route.namespace is not None:
+                raise err.method_not_supported(route.resource, route.group, method)
+            review = self_subject_access_review(
+                self.emulator.rbac, user.name, user.groups, _parse_json(body)
+            )
+            self._send_json(201, review)
             return
         rtype = store.find_type(route.group, route.version, route.resource)
         if rtype is None:
@@ -849,10 +871,13 @@ class KubeEmulator:
         history_size: int = 1000,
         bookmark_interval: float = 1.0,
         default_watch_timeout: float = 1800.0,
+        rbac: bool = False,
     ) -> None:
         self.requested_port = port
         self.store = Store(history_size=history_size)
         add_install_types(self.store.types)
+        self.rbac = Authorizer(self.store, enabled=rbac)
+        """RBAC and impersonation checks (see `rbac`); off unless asked for."""
         self.controllers = Controllers(self.store, rollout_delay=rollout_delay, job_delay=job_delay)
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout

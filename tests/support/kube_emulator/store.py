@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import admission
+from . import admission, rbac
 from . import errors as err
 from .errors import ApiError, FieldError
 from .patching import json_patch, merge_patch, strategic_merge_patch
@@ -90,7 +90,9 @@ class Store:
         self.compacted_resource_version = initial_resource_version
         self.history: deque[StoredEvent] = deque()
         self.history_size = history_size
-        self.types: list[ResourceType] = builtin_resource_types() + admission.resource_types()
+        self.types: list[ResourceType] = (
+            builtin_resource_types() + admission.resource_types() + rbac.resource_types()
+        )
         self._objects: dict[StorageKey, dict[ObjectKey, dict[str, Any]]] = {}
         self.write_hooks: list[Callable[[StoredEvent], None]] = []
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
