@@ -42,9 +42,34 @@ app = typer.Typer(
     name="stagectl",
     help="Progressive delivery of risky feature flags: plans, simulations and the rollout operator.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"stagectl {version('stage-rollout-controller')}")
+        except PackageNotFoundError:
+            typer.echo("stagectl (not installed: no version)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Progressive delivery of risky feature flags: plans, simulations and the rollout operator."""
+
+
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
 rollout_commands.register(app)

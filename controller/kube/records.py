@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from controller.catalog import load_plan_source
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.command_checks import has_pending_commands, refusal
 from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
 from phases.decide import WRITE_ENFORCEMENT_OFF
 from phases.durations import format_duration
@@ -133,6 +134,15 @@ def command(
             raise RecordError(
                 f"--to {to!r} is not a step of the plan ({', '.join(steps)}) nor warn"
             )
+    recorded, _ = api.list(COMMANDS, namespace)
+    if status.get("step") and not has_pending_commands(
+        recorded, rollout["metadata"]["uid"], current := _status(rollout)
+    ):
+        problem = refusal(
+            _plan(rollout), current, kind, to=to, failed_jobs=list(current.failed_jobs)
+        )
+        if problem:
+            raise RecordError(f"{kind} of {name} refused, nothing recorded: {problem}")
     body = {
         "apiVersion": COMMANDS.api_version,
         "kind": COMMANDS.name,
@@ -180,6 +190,15 @@ def describe(rollout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             if c.status == "True" or c.type == "Valid"
         ],
         "transitions": [t.model_dump(mode="json", by_alias=True) for t in status.history[-5:]],
+        "stepEnteredAt": status.step_entered_at.isoformat(),
+        "inEffectAt": status.in_effect_at.isoformat() if status.in_effect_at else None,
+        "lastTickAt": status.last_tick_at.isoformat() if status.last_tick_at else None,
+        "failedJobs": list(status.failed_jobs),
+        "commandsRejected": [
+            c.model_dump(mode="json", by_alias=True)
+            for c in status.commands_rejected
+            if c.at >= status.step_entered_at
+        ],
     }
 
 
@@ -197,6 +216,7 @@ def history(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "transitions": status.get("history", []),
+        "commandsRejected": status.get("commandsRejected", []),
         "approvals": [
             {
                 "name": a["metadata"]["name"],
