@@ -36,7 +36,7 @@ from phases.plan import Plan
 if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
-    from controller.prometheus.source import PrometheusSettings
+    from controller.prometheus.source import PrometheusSettings, PrometheusSource
 
 app = typer.Typer(
     name="stagectl",
@@ -214,13 +214,33 @@ def _check_queries(
             for name, signal in plan.signals.items()
             if (complaint := source.check_query(signal.query, now)) is not None
         ]
+        empty = [] if problems else _signals_without_data(plan, source, now)
     finally:
         source.close()
     text, source_name = read_plan(reference)
     error = locate(text, source_name, "plan", problems)
     if error is not None:
         fail(str(error))
-    return f"; Prometheus at {url} accepts all {len(plan.signals)} signal queries"
+    for name in empty:
+        typer.echo(
+            f"stagectl: warning: signal {name} returns no data at {url} now: "
+            "its gates stay unknown (nothing promotes) and its triggers cannot fire",
+            err=True,
+        )
+    accepted = f"; Prometheus at {url} accepts all {len(plan.signals)} signal queries"
+    if empty:
+        return f"{accepted}, {len(empty)} of them return no data now ({', '.join(empty)})"
+    return accepted
+
+
+def _signals_without_data(plan: Plan, source: PrometheusSource, now: datetime) -> list[str]:
+    """Signals whose query has no sample over the last evaluation step: a typo or a missing exporter."""
+    window = plan.evaluation.resolution
+    return [
+        name
+        for name, signal in plan.signals.items()
+        if source.summarize(name, signal.query, window, now).count == 0
+    ]
 
 
 @plan_app.command("graph")
@@ -394,10 +414,19 @@ def replay_command(
     if unreachable is not None:
         source.close()
         fail(f"--prometheus {prometheus}: {unreachable}")
+    from controller.cli.progress import replay_progress
+
     try:
-        result = replay(
-            loaded, source, start=begin, end=finish, tick=step, approvals=approvals.value
-        )
+        with replay_progress(begin, finish) as on_tick:
+            result = replay(
+                loaded,
+                source,
+                start=begin,
+                end=finish,
+                tick=step,
+                approvals=approvals.value,
+                on_tick=on_tick,
+            )
     finally:
         source.close()
     extra = {
