@@ -582,6 +582,38 @@ def crd_generate(
         typer.echo(f"wrote {output / name}")
 
 
+dashboard_app = typer.Typer(
+    help="The Grafana dashboard of the runbook and the operator.", no_args_is_help=True
+)
+app.add_typer(dashboard_app, name="dashboard")
+
+
+@dashboard_app.command("generate")
+def dashboard_generate(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-d",
+            help="Write the JSON here (e.g. manifests/grafana) instead of stdout.",
+        ),
+    ] = None,
+    plan: Annotated[
+        str, typer.Option("--plan", "-p", help="Plan whose signals and thresholds it shows.")
+    ] = DEFAULT_PLAN,
+) -> None:
+    """Print (or write) the Grafana dashboard generated from the plan's signals and gates."""
+    from controller.dashboard import FILE_NAME, dashboard_json
+
+    document = dashboard_json(_plan(plan))
+    if output is None:
+        typer.echo(document, nl=False)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    (output / FILE_NAME).write_text(document, encoding="utf-8")
+    typer.echo(f"wrote {output / FILE_NAME}")
+
+
 def run() -> None:
     """Console-script entry point."""
     try:
