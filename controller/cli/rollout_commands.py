@@ -128,6 +128,9 @@ def _status_table(
     if len(views) != 1:
         return "\n".join(out)
     view = views[0]
+    if view.get("lastTickAt"):
+        # What follows is what the operator saw then: an old tick means it may be down.
+        out.append(f"  as of the operator's last tick, {age(view['lastTickAt'], now)}:")
     verdicts, spoken_for = gate_lines(view, now)
     for blocker in blocker_lines(view, spoken_for):
         out.append(paint(f"  blocked: {blocker}", "yellow", enabled=colours))
