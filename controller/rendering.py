@@ -6,8 +6,8 @@ their timelines in one shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from phases.durations import format_duration
@@ -170,3 +170,92 @@ def run_table(result: RunResult) -> str:
         f"{result.restarts} restarts)"
     )
     return table(["time", "from", "to", "trigger", "why"], rows) + "\n" + closing
+
+
+def age(then: datetime | str | None, now: datetime) -> str:
+    """How long ago, as people read it in a table: `45s ago`, `12m ago`, `3h20m ago`, `2d4h ago`."""
+    if then is None:
+        return "-"
+    moment = datetime.fromisoformat(then.replace("Z", "+00:00")) if isinstance(then, str) else then
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 120:
+        text = f"{seconds}s"
+    elif seconds < 90 * 60:
+        text = f"{seconds // 60}m"
+    elif seconds < 48 * 3600:
+        hours, minutes = divmod(seconds // 60, 60)
+        text = f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    else:
+        days, hours = divmod(seconds // 3600, 24)
+        text = f"{days}d{hours}h" if hours else f"{days}d"
+    return f"{text} ago"
+
+
+_STATE_COLOURS = {
+    "completed": "green",
+    "soaking": "green",
+    "awaiting_approval": "yellow",
+    "paused": "yellow",
+    "verifying": "cyan",
+    "applying": "cyan",
+    "rolling_back": "red",
+    "stalled": "red",
+    "aborted": "red",
+}
+
+
+def paint(text: str, colour: str | None, *, enabled: bool) -> str:
+    """`text` in `colour` when colours are on (a terminal, NO_COLOR unset), else unchanged."""
+    if not enabled or colour is None:
+        return text
+    import click
+
+    return click.style(text, fg=colour)
+
+
+def state_colour(state: str) -> str | None:
+    return _STATE_COLOURS.get(state)
+
+
+def gate_lines(view: Mapping[str, Any], now: datetime) -> tuple[list[str], set[str]]:
+    """One line per gate and trigger verdict, with how much of its window this step covers.
+
+    Returns the lines and the names they speak for, so that the caller drops the core's
+    own blocker line for the same gate instead of printing two verdicts for one gate.
+    """
+    in_effect = view.get("inEffectAt")
+    since = datetime.fromisoformat(in_effect.replace("Z", "+00:00")) if in_effect else None
+    # The verdicts were judged at the last tick: their coverage is as of then.
+    ticked = view.get("lastTickAt")
+    now = datetime.fromisoformat(ticked.replace("Z", "+00:00")) if ticked else now
+    lines: list[str] = []
+    names: set[str] = set()
+    for verdict in view.get("verdicts", []):
+        names.add(verdict["name"])
+        lines.append(_verdict_line(verdict, since, now))
+    return lines, names
+
+
+def _verdict_line(verdict: Mapping[str, Any], since: datetime | None, now: datetime) -> str:
+    window = timedelta(seconds=float(verdict.get("windowSeconds") or 0))
+    outcome = verdict["outcome"]
+    value = "" if verdict.get("observed") is None else f", value {verdict['observed']:g}"
+    limit = "" if verdict.get("threshold") is None else f", threshold {verdict['threshold']:g}"
+    coverage = ""
+    if verdict["role"] == "gate" and window > timedelta(0):
+        covered = min(window, max(timedelta(0), now - since)) if since else timedelta(0)
+        coverage = (
+            f"; window {format_duration(covered)} of {format_duration(window)} covered by this step"
+        )
+        if covered < window and outcome == "pass":
+            outcome = "pending (window not yet covered; the data so far passes)"
+    return f"{verdict['role']} {verdict['name']}: {outcome}{value}{limit}{coverage} ({verdict['reason']})"
+
+
+def blocker_lines(view: Mapping[str, Any], spoken_for: set[str]) -> list[str]:
+    """The core's blockers, less those a verdict line already states for its gate."""
+    return [
+        blocker
+        for blocker in view.get("blockers", [])
+        if blocker.split(":", 1)[0] not in spoken_for
+    ]

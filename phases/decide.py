@@ -533,8 +533,12 @@ class _Tick:
         if not target.rolled_out:
             return "waiting for the workloads to finish rolling out"
         expected = self._expected()[0].get("STAGE_VALIDATION_MODE", "")
-        seen = ", ".join(target.observed_modes or ()) or "nothing"
-        return f"waiting for the app to report mode {expected} (it reports {seen})"
+        waiting = f"workloads rolled out; waiting for the app to report mode {expected}"
+        if target.observed_modes is None:
+            return f"{waiting}: its mode is unknown, Prometheus did not answer the mode query"
+        if not target.observed_modes:
+            return f"{waiting}: Prometheus answers but has no mode series for the app yet"
+        return f"{waiting}: its pods report {', '.join(target.observed_modes)}"
 
     def _in_effect(self) -> bool:
         target = self.seen.target

@@ -36,15 +36,40 @@ from phases.plan import Plan
 if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
-    from controller.prometheus.source import PrometheusSettings
+    from controller.prometheus.source import PrometheusSettings, PrometheusSource
 
 app = typer.Typer(
     name="stagectl",
     help="Progressive delivery of risky feature flags: plans, simulations and the rollout operator.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"stagectl {version('stage-rollout-controller')}")
+        except PackageNotFoundError:
+            typer.echo("stagectl (not installed: no version)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Progressive delivery of risky feature flags: plans, simulations and the rollout operator."""
+
+
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
 rollout_commands.register(app)
@@ -189,13 +214,33 @@ def _check_queries(
             for name, signal in plan.signals.items()
             if (complaint := source.check_query(signal.query, now)) is not None
         ]
+        empty = [] if problems else _signals_without_data(plan, source, now)
     finally:
         source.close()
     text, source_name = read_plan(reference)
     error = locate(text, source_name, "plan", problems)
     if error is not None:
         fail(str(error))
-    return f"; Prometheus at {url} accepts all {len(plan.signals)} signal queries"
+    for name in empty:
+        typer.echo(
+            f"stagectl: warning: signal {name} returns no data at {url} now: "
+            "its gates stay unknown (nothing promotes) and its triggers cannot fire",
+            err=True,
+        )
+    accepted = f"; Prometheus at {url} accepts all {len(plan.signals)} signal queries"
+    if empty:
+        return f"{accepted}, {len(empty)} of them return no data now ({', '.join(empty)})"
+    return accepted
+
+
+def _signals_without_data(plan: Plan, source: PrometheusSource, now: datetime) -> list[str]:
+    """Signals whose query has no sample over the last evaluation step: a typo or a missing exporter."""
+    window = plan.evaluation.resolution
+    return [
+        name
+        for name, signal in plan.signals.items()
+        if source.summarize(name, signal.query, window, now).count == 0
+    ]
 
 
 @plan_app.command("graph")
@@ -369,10 +414,19 @@ def replay_command(
     if unreachable is not None:
         source.close()
         fail(f"--prometheus {prometheus}: {unreachable}")
+    from controller.cli.progress import replay_progress
+
     try:
-        result = replay(
-            loaded, source, start=begin, end=finish, tick=step, approvals=approvals.value
-        )
+        with replay_progress(begin, finish) as on_tick:
+            result = replay(
+                loaded,
+                source,
+                start=begin,
+                end=finish,
+                tick=step,
+                approvals=approvals.value,
+                on_tick=on_tick,
+            )
     finally:
         source.close()
     extra = {
@@ -561,6 +615,38 @@ def crd_generate(
     for name in CRDS:
         (output / name).write_text(render_crd(name), encoding="utf-8")
         typer.echo(f"wrote {output / name}")
+
+
+dashboard_app = typer.Typer(
+    help="The Grafana dashboard of the runbook and the operator.", no_args_is_help=True
+)
+app.add_typer(dashboard_app, name="dashboard")
+
+
+@dashboard_app.command("generate")
+def dashboard_generate(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-d",
+            help="Write the JSON here (e.g. manifests/grafana) instead of stdout.",
+        ),
+    ] = None,
+    plan: Annotated[
+        str, typer.Option("--plan", "-p", help="Plan whose signals and thresholds it shows.")
+    ] = DEFAULT_PLAN,
+) -> None:
+    """Print (or write) the Grafana dashboard generated from the plan's signals and gates."""
+    from controller.dashboard import FILE_NAME, dashboard_json
+
+    document = dashboard_json(_plan(plan))
+    if output is None:
+        typer.echo(document, nl=False)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    (output / FILE_NAME).write_text(document, encoding="utf-8")
+    typer.echo(f"wrote {output / FILE_NAME}")
 
 
 def run() -> None:

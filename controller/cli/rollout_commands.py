@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ import typer
 import yaml
 
 from controller.cli.errors import fail
+from controller.cli.waiting import WaitGoal, parse_goal, wait_until
+from phases.documents import DocumentError
 
 KubeconfigOption = Annotated[
     str | None,
@@ -24,7 +27,14 @@ KubeconfigOption = Annotated[
     ),
 ]
 ContextOption = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
-NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="The rollout's namespace.")]
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="The rollout's namespace; the kubeconfig context's namespace when absent, as kubectl.",
+    ),
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; recorded with your name.")]
 
 
@@ -46,6 +56,21 @@ def _api(kubeconfig: str | None, context: str | None) -> Any:
         fail(str(error))
 
 
+def _namespace(namespace: str | None, kubeconfig: str | None, context: str | None) -> str:
+    """`-n` when given, else the namespace of the kubeconfig context, as kubectl chooses it."""
+    from controller.kube.api import context_namespace
+
+    return namespace or context_namespace(kubeconfig, context)
+
+
+def _colours() -> bool:
+    """Colours on a terminal only, and never when NO_COLOR is set (no-color.org)."""
+    import os
+    import sys
+
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
 def _run(action: Callable[[], Any]) -> Any:
     from controller.kube.api import KubeError
     from controller.kube.records import RecordError
@@ -65,9 +90,19 @@ def _print(document: Any, output: Output, table: Callable[[Any], str]) -> None:
         typer.echo(table(document))
 
 
-def _status_table(views: list[dict[str, Any]]) -> str:
-    from controller.rendering import table
+def _status_table(
+    views: list[dict[str, Any]], now: datetime, *, colours: bool = False, namespaces: bool = False
+) -> str:
+    from controller.rendering import (
+        age,
+        blocker_lines,
+        gate_lines,
+        paint,
+        state_colour,
+        table,
+    )
 
+    headers = ["NAME", "STEP", "STATE", "PERCENT", "IN STEP", "BLOCKED BY"]
     rows = [
         [
             v["name"],
@@ -75,28 +110,71 @@ def _status_table(views: list[dict[str, Any]]) -> str:
             v["state"],
             str(v.get("percent", "-")),
             v.get("timeInStep", "-"),
+            (v.get("blockers") or ["-"])[0],
         ]
         for v in views
     ]
-    out = [table(["NAME", "STEP", "STATE", "PERCENT", "IN STEP"], rows)]
-    if len(views) == 1:
-        view = views[0]
-        for blocker in view.get("blockers", []):
-            out.append(f"  blocked: {blocker}")
-        for verdict in view.get("verdicts", []):
-            value = "" if verdict.get("observed") is None else f" value {verdict['observed']:g}"
-            limit = (
-                "" if verdict.get("threshold") is None else f" threshold {verdict['threshold']:g}"
+    if namespaces:
+        headers = ["NAMESPACE", *headers]
+        rows = [[v["namespace"], *row] for v, row in zip(views, rows, strict=True)]
+    text = table(headers, rows)
+    if colours:
+        for view in views:
+            state = view["state"]
+            text = text.replace(
+                f"  {state}  ", f"  {paint(state, state_colour(state), enabled=True)}  "
             )
-            out.append(
-                f"  {verdict['role']} {verdict['name']}: {verdict['outcome']}{value}{limit} ({verdict['reason']})"
+    out = [text]
+    if len(views) != 1:
+        return "\n".join(out)
+    view = views[0]
+    if view.get("lastTickAt"):
+        # What follows is what the operator saw then: an old tick means it may be down.
+        out.append(f"  as of the operator's last tick, {age(view['lastTickAt'], now)}:")
+    verdicts, spoken_for = gate_lines(view, now)
+    for blocker in blocker_lines(view, spoken_for):
+        out.append(paint(f"  blocked: {blocker}", "yellow", enabled=colours))
+    out += [f"  {line}" for line in verdicts]
+    for rejected in view.get("commandsRejected", []):
+        out.append(
+            paint(
+                f"  rejected {age(rejected['at'], now)}: {rejected['message']}",
+                "red",
+                enabled=colours,
             )
-        for transition in view.get("transitions", []):
-            out.append(
-                f"  {transition['at']}  {transition['fromStep']} ({transition['fromState']}) → "
-                f"{transition['toStep']} ({transition['toState']})  {transition['trigger']}: {transition['reason']}"
-            )
+        )
+    for transition in view.get("transitions", []):
+        out.append(
+            f"  {age(transition['at'], now):>9}  {transition['fromStep']} ({transition['fromState']}) → "
+            f"{transition['toStep']} ({transition['toState']})  {transition['trigger']}: {transition['reason']}"
+        )
     return "\n".join(out)
+
+
+def _history_lines(doc: dict[str, Any], now: datetime) -> str:
+    from controller.rendering import age
+
+    dated: list[tuple[str, str]] = [
+        (t["at"], f"{t['fromStep']} → {t['toStep']}  {t['trigger']}: {t['reason']}")
+        for t in doc["transitions"]
+    ]
+    dated += [
+        (a["at"], f"approval of {a['step']} by {a['approver']}: {a['reason']}")
+        for a in doc["approvals"]
+    ]
+    dated += [
+        (c["at"], f"{c['command']} by {c['by']}: {c.get('reason', '')}".rstrip(": "))
+        for c in doc["commands"]
+    ]
+    dated += [(r["at"], f"rejected: {r['message']}") for r in doc.get("commandsRejected", [])]
+    dated.sort(key=lambda item: _parse_time(item[0]))
+    return "\n".join(f"{age(at, now):>9}  {line}" for at, line in dated) or "nothing recorded yet"
+
+
+def _parse_time(text: str | None) -> datetime:
+    if not text:
+        return datetime.min.replace(tzinfo=UTC)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def register(app: typer.Typer) -> None:
@@ -107,10 +185,27 @@ def register(app: typer.Typer) -> None:
         name: Annotated[
             str | None, typer.Argument(help="A rollout; all rollouts of the namespace when absent.")
         ] = None,
-        namespace: NamespaceOption = "default",
+        namespace: NamespaceOption = None,
+        all_namespaces: Annotated[
+            bool, typer.Option("--all-namespaces", "-A", help="Rollouts of every namespace.")
+        ] = False,
         watch: Annotated[
             bool, typer.Option("--watch", "-w", help="Redraw every 2 seconds until interrupted.")
         ] = False,
+        wait_for: Annotated[
+            str | None,
+            typer.Option(
+                "--wait-for",
+                help="Wait until step=STEP (that step or a later one) or completed; exit 0 when "
+                "reached, 1 on a rollback, stall or abort, 3 on --timeout.",
+            ),
+        ] = None,
+        timeout: Annotated[
+            str, typer.Option("--timeout", help="How long --wait-for waits (e.g. 30m, 2h).")
+        ] = "1h",
+        poll: Annotated[
+            str, typer.Option("--poll", help="Time between two reads while waiting.")
+        ] = "10s",
         output: OutputOption = Output.table,
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
@@ -118,28 +213,62 @@ def register(app: typer.Typer) -> None:
         """Where each rollout is, and exactly what blocks its promotion now."""
         from controller.clock import SystemClock
         from controller.kube.api import ROLLOUTS
-        from controller.kube.records import describe, rollout_of
+        from controller.kube.records import describe, plan_of, rollout_of
 
+        if all_namespaces and (name is not None or namespace is not None):
+            fail(
+                "--all-namespaces lists every rollout; give neither a NAME nor --namespace with it"
+            )
+        if wait_for is not None:
+            if name is None:
+                fail("--wait-for needs the NAME of one rollout")
+            goal = _wait_goal(wait_for)
+            limits = _duration("--timeout", timeout), _duration("--poll", poll)
         api = _api(kubeconfig, context)
+        where = None if all_namespaces else _namespace(namespace, kubeconfig, context)
         clock = SystemClock()
+        if wait_for is not None:
+            assert name is not None and where is not None
+            try:
+                code = wait_until(
+                    lambda: _run(lambda: rollout_of(api, where, name)),
+                    goal,
+                    clock,
+                    plan_of=lambda rollout: _run(lambda: plan_of(api, rollout)),
+                    timeout=limits[0],
+                    poll=limits[1],
+                    say=typer.echo,
+                )
+            except (ValueError, DocumentError) as error:
+                fail(f"--wait-for {wait_for!r}: {error}")
+            raise typer.Exit(code)
 
         def views() -> list[dict[str, Any]]:
             if name is not None:
-                return [describe(rollout_of(api, namespace, name), clock.now())]
-            items, _ = api.list(ROLLOUTS, namespace)
+                assert where is not None
+                return [describe(rollout_of(api, where, name), clock.now())]
+            items, _ = api.list(ROLLOUTS, where)
             return [
                 describe(item, clock.now())
-                for item in sorted(items, key=lambda i: i["metadata"]["name"])
+                for item in sorted(
+                    items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])
+                )
             ]
 
+        colours = _colours()
         while True:
             found = _run(views)
-            if watch and output is Output.table:
+            if watch and output is Output.table and colours:
                 typer.echo("\033[H\033[2J", nl=False)
             _print(
                 found if name is None else found[0],
                 output,
-                lambda doc: _status_table(doc if isinstance(doc, list) else [doc]),
+                lambda doc: _status_table(
+                    doc if isinstance(doc, list) else [doc],
+                    clock.now(),
+                    colours=colours,
+                    namespaces=all_namespaces,
+                ),
             )
             if not watch:
                 return
@@ -151,33 +280,19 @@ def register(app: typer.Typer) -> None:
     @app.command("history")
     def history(
         name: Annotated[str, typer.Argument(help="The rollout.")],
-        namespace: NamespaceOption = "default",
+        namespace: NamespaceOption = None,
         output: OutputOption = Output.table,
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
     ) -> None:
-        """Transitions, approvals with their approvers, and commands with who gave them."""
+        """Transitions, approvals with their approvers, commands with who gave them, rejections."""
+        from controller.clock import SystemClock
         from controller.kube.records import history as read_history
 
         api = _api(kubeconfig, context)
-        document = _run(lambda: read_history(api, namespace, name))
-
-        def lines(doc: dict[str, Any]) -> str:
-            out = [
-                f"{t['at']}  {t['fromStep']} → {t['toStep']}  {t['trigger']}: {t['reason']}"
-                for t in doc["transitions"]
-            ]
-            out += [
-                f"{a['at']}  approval of {a['step']} by {a['approver']}: {a['reason']}"
-                for a in doc["approvals"]
-            ]
-            out += [
-                f"{c['at']}  {c['command']} by {c['by']}: {c.get('reason', '')}"
-                for c in doc["commands"]
-            ]
-            return "\n".join(out) or "nothing recorded yet"
-
-        _print(document, output, lines)
+        where = _namespace(namespace, kubeconfig, context)
+        document = _run(lambda: read_history(api, where, name))
+        _print(document, output, lambda doc: _history_lines(doc, SystemClock().now()))
 
     @app.command("approve")
     def approve(
@@ -186,7 +301,7 @@ def register(app: typer.Typer) -> None:
         step: Annotated[
             str | None, typer.Option("--step", help="The step you approve leaving (checked).")
         ] = None,
-        namespace: NamespaceOption = "default",
+        namespace: NamespaceOption = None,
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
     ) -> None:
@@ -195,9 +310,10 @@ def register(app: typer.Typer) -> None:
         from controller.kube.records import approve as record_approval
 
         api = _api(kubeconfig, context)
+        where = _namespace(namespace, kubeconfig, context)
         created = _run(
             lambda: record_approval(
-                api, namespace, name, step=step, reason=reason, now=SystemClock().now()
+                api, where, name, step=step, reason=reason, now=SystemClock().now()
             )
         )
         spec = created["spec"]
@@ -209,14 +325,15 @@ def register(app: typer.Typer) -> None:
         def issue(
             name: Annotated[str, typer.Argument(help="The rollout.")],
             reason: ReasonOption = "",
-            namespace: NamespaceOption = "default",
+            namespace: NamespaceOption = None,
             kubeconfig: KubeconfigOption = None,
             context: ContextOption = None,
         ) -> None:
             from controller.kube.records import command
 
             api = _api(kubeconfig, context)
-            created = _run(lambda: command(api, namespace, name, kind, reason=reason))
+            where = _namespace(namespace, kubeconfig, context)
+            created = _run(lambda: command(api, where, name, kind, reason=reason))
             typer.echo(
                 f"{kind} of {name} recorded as {created['spec']['by']} ({created['metadata']['name']})"
             )
@@ -250,7 +367,7 @@ def register(app: typer.Typer) -> None:
                 help="Keep the step, turn ENFORCE_WRITE_ONLY off (reads stay in warn).",
             ),
         ] = False,
-        namespace: NamespaceOption = "default",
+        namespace: NamespaceOption = None,
         kubeconfig: KubeconfigOption = None,
         context: ContextOption = None,
     ) -> None:
@@ -263,8 +380,28 @@ def register(app: typer.Typer) -> None:
         if disable_write_enforcement:
             to = WRITE_ENFORCEMENT_OFF
         api = _api(kubeconfig, context)
-        created = _run(lambda: command(api, namespace, name, "rollback", reason=reason, to=to))
+        where = _namespace(namespace, kubeconfig, context)
+        created = _run(lambda: command(api, where, name, "rollback", reason=reason, to=to))
         target = to or "the previous step"
         typer.echo(
             f"rollback of {name} to {target} recorded as {created['spec']['by']} ({created['metadata']['name']})"
         )
+
+
+def _wait_goal(text: str) -> WaitGoal:
+    try:
+        return parse_goal(text)
+    except ValueError as error:
+        fail(f"--wait-for {text!r}: {error}")
+
+
+def _duration(option: str, text: str) -> timedelta:
+    from phases.durations import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        fail(f"{option} {text!r}: {error}")
+    if value <= timedelta(0):
+        fail(f"{option} must be longer than 0s")
+    return value

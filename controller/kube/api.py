@@ -115,6 +115,28 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     return client.ApiClient(configuration)
 
 
+_IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace kubectl would use: the context's, the pod's in-cluster, else `default`."""
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (config.ConfigException, FileNotFoundError, OSError, TypeError):
+        contexts, active = [], None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    if isinstance(namespace, str) and namespace:
+        return namespace
+    if kubeconfig is None and not contexts:
+        try:
+            with open(_IN_CLUSTER_NAMESPACE, encoding="utf-8") as handle:
+                return handle.read(256).strip() or "default"
+        except OSError:
+            pass
+    return "default"
+
+
 class KubeApi:
     """The operator's calls, each one verb on one kind, returning plain dicts."""
 

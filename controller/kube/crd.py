@@ -107,7 +107,7 @@ def _crd(
     description: str,
     spec_schema: dict[str, Any],
     status_schema: dict[str, Any] | None,
-    columns: list[dict[str, str]],
+    columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string"},
@@ -121,9 +121,11 @@ def _crd(
         # so nothing in it is required; the operator validates what it reads back.
         properties["status"] = _optional(status_schema)
         version["subresources"] = {"status": {}}
+    # Age closes the default columns, as in kubectl; `-o wide` adds the priority ones after it.
     version["additionalPrinterColumns"] = [
-        *columns,
+        *(c for c in columns if not c.get("priority")),
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        *(c for c in columns if c.get("priority")),
     ]
     version["schema"] = {
         "openAPIV3Schema": {
@@ -174,6 +176,14 @@ def stagerollout_crd() -> dict[str, Any]:
             {"name": "Step", "type": "string", "jsonPath": ".status.step"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             {"name": "Percent", "type": "integer", "jsonPath": ".status.enforcementPercent"},
+            # Shown by `kubectl get -o wide` only (priority 1).
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "priority": 1},
+            {
+                "name": "Blocked By",
+                "type": "string",
+                "jsonPath": ".status.blockers[0]",
+                "priority": 1,
+            },
         ],
     )
 

@@ -30,6 +30,7 @@ from controller.kube.prometheus_refs import NoPrometheus, PrometheusEndpoints
 from controller.kube.resources import (
     API_VERSION,
     KIND,
+    RejectedCommand,
     StageRolloutSpec,
     StageRolloutStatus,
     VerdictRecord,
@@ -45,13 +46,13 @@ from controller.kube.tenancy import (
 )
 from controller.observing import actuate, observe
 from controller.ports import MetricsSource
-from phases.actions import Action, RestartWorkloads, SetFlags, StartJob
+from phases.actions import Action, EventKind, RestartWorkloads, SetFlags, StartJob
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
-from phases.observations import Observations
+from phases.observations import JobPhase, Observations
 from phases.plan import Plan
-from phases.status import initial_status
+from phases.status import RolloutStatus, initial_status
 from phases.steps import steps_of
 
 log = logging.getLogger("stage_rollout.reconcile")
@@ -345,6 +346,9 @@ class Reconciler:
             "last_verdicts": verdicts,
             "blockers": list(decision.blockers),
             "last_tick_at": now,
+            "phase": step.phase_id,
+            "failed_jobs": _failed_jobs(core, seen),
+            "commands_rejected": _rejected_commands(previous, decision, now),
         }
         return StageRolloutStatus.model_validate({**core.model_dump(), **extras})
 
@@ -492,3 +496,30 @@ def _describe_validation(prefix: str, error: ValidationError) -> str:
         where = ".".join(str(p) for p in item["loc"])
         parts.append(f"{prefix}.{where}: {str(item['msg']).removeprefix('Value error, ')}")
     return "; ".join(parts)
+
+
+_REJECTIONS_KEPT = 10
+
+
+def _failed_jobs(core: RolloutStatus, seen: Observations) -> list[str]:
+    """Jobs of the current step whose current attempt failed: what `stagectl retry` can re-run."""
+    return sorted(
+        name
+        for name, record in core.jobs.items()
+        if record.step == core.step
+        and (job := seen.jobs.get(name)) is not None
+        and job.attempt == record.attempt
+        and job.phase is JobPhase.FAILED
+    )
+
+
+def _rejected_commands(
+    previous: StageRolloutStatus, decision: Decision, now: datetime
+) -> list[RejectedCommand]:
+    """The latest rejected commands, so that `status` and `history` show them to people."""
+    new = [
+        RejectedCommand(at=now, step=event.step, message=event.message)
+        for event in decision.events
+        if event.kind is EventKind.COMMAND_REJECTED
+    ]
+    return [*previous.commands_rejected, *new][-_REJECTIONS_KEPT:]

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
+from controller.kube.command_checks import has_pending_commands, refusal
 from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
 from phases.decide import WRITE_ENFORCEMENT_OFF
 from phases.durations import format_duration
@@ -77,7 +78,7 @@ def approve(
         )
     if status.state.value in _TERMINAL:
         raise RecordError(f"rollout {name} is {status.state.value}; there is nothing to approve")
-    plan = _plan(api, rollout)
+    plan = plan_of(api, rollout)
     needs = steps_of(plan).get(current).approval.required or status.hold_for_approval
     if not needs:
         raise RecordError(f"step {current} of rollout {name} needs no approval to be left")
@@ -127,11 +128,20 @@ def command(
     if status.get("state") in _TERMINAL:
         raise RecordError(f"rollout {name} is {status['state']}; it takes no more commands")
     if to is not None and to not in ("warn", WRITE_ENFORCEMENT_OFF):
-        steps = [s.id for s in steps_of(_plan(api, rollout)).steps]
+        steps = [s.id for s in steps_of(plan_of(api, rollout)).steps]
         if to not in steps:
             raise RecordError(
                 f"--to {to!r} is not a step of the plan ({', '.join(steps)}) nor warn"
             )
+    recorded, _ = api.list(COMMANDS, namespace)
+    if status.get("step") and not has_pending_commands(
+        recorded, rollout["metadata"]["uid"], current := _status(rollout)
+    ):
+        problem = refusal(
+            plan_of(api, rollout), current, kind, to=to, failed_jobs=list(current.failed_jobs)
+        )
+        if problem:
+            raise RecordError(f"{kind} of {name} refused, nothing recorded: {problem}")
     body = {
         "apiVersion": COMMANDS.api_version,
         "kind": COMMANDS.name,
@@ -179,6 +189,15 @@ def describe(rollout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             if c.status == "True" or c.type == "Valid"
         ],
         "transitions": [t.model_dump(mode="json", by_alias=True) for t in status.history[-5:]],
+        "stepEnteredAt": status.step_entered_at.isoformat(),
+        "inEffectAt": status.in_effect_at.isoformat() if status.in_effect_at else None,
+        "lastTickAt": status.last_tick_at.isoformat() if status.last_tick_at else None,
+        "failedJobs": list(status.failed_jobs),
+        "commandsRejected": [
+            c.model_dump(mode="json", by_alias=True)
+            for c in status.commands_rejected
+            if c.at >= status.step_entered_at
+        ],
     }
 
 
@@ -196,6 +215,7 @@ def history(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
     return {
         "name": name,
         "transitions": status.get("history", []),
+        "commandsRejected": status.get("commandsRejected", []),
         "approvals": [
             {
                 "name": a["metadata"]["name"],
@@ -241,7 +261,7 @@ def _status(rollout: Mapping[str, Any]) -> StageRolloutStatus:
         ) from None
 
 
-def _plan(api: KubeApi, rollout: Mapping[str, Any]) -> Plan:
+def plan_of(api: KubeApi, rollout: Mapping[str, Any]) -> Plan:
     """The rollout's plan as the caller can read it (a ConfigMap plan needs `get` on it)."""
     from controller.kube.plan_sources import PlanSources
     from controller.kube.tenancy import Refused

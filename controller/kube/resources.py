@@ -197,6 +197,16 @@ class VerdictRecord(BaseModel):
     samples: int = 0
 
 
+class RejectedCommand(BaseModel):
+    """A recorded command the operator could not honour, kept where its issuer can read it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    at: datetime
+    step: str
+    message: str
+
+
 class StageRolloutStatus(RolloutStatus):
     """The decision core's status plus what Kubernetes users expect to read on an object."""
 
@@ -206,6 +216,13 @@ class StageRolloutStatus(RolloutStatus):
     last_verdicts: list[VerdictRecord] = Field(default_factory=list)
     blockers: list[str] = Field(default_factory=list)
     last_tick_at: datetime | None = None
+    phase: str = Field(default="", description="the runbook phase of the current step")
+    failed_jobs: list[str] = Field(
+        default_factory=list, description="jobs of this step whose current attempt failed"
+    )
+    commands_rejected: list[RejectedCommand] = Field(
+        default_factory=list, description="the latest commands the operator could not honour"
+    )
 
 
 class RolloutRef(BaseModel):

@@ -9,7 +9,7 @@ never (`none`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -18,6 +18,7 @@ from controller.prometheus.source import PrometheusSource
 from controller.sim.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
 from phases.observations import Approval, Command
 from phases.plan import Plan
+from phases.status import RolloutStatus
 
 ApprovalMode = Literal["auto", "none"]
 REPLAY_UID = "replay"
@@ -45,8 +46,9 @@ def replay(
     tick: timedelta,
     approvals: ApprovalMode = "auto",
     rollout_delay: timedelta = timedelta(0),
+    on_tick: Callable[[datetime, RolloutStatus], None] | None = None,
 ) -> RunResult:
-    """Drive the plan over [start, end] against the source's history."""
+    """Drive the plan over [start, end] against the source's history; `on_tick` sees each tick."""
     if end <= start:
         raise ValueError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
     approver = (
@@ -62,4 +64,4 @@ def replay(
         jobs=ScriptedJobs({}),
         watchers=(approver,) if approver is not None else (),
     )
-    return drive(plan, world, start=start, end=end, tick=tick)
+    return drive(plan, world, start=start, end=end, tick=tick, on_tick=on_tick)

@@ -63,10 +63,18 @@ def test_every_schema_is_structural(name: str) -> None:
 
 def test_printer_columns_show_step_state_percent_and_age() -> None:
     columns = stagerollout_crd()["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Step", "State", "Percent", "Age"]
+    assert [c["name"] for c in columns] == [
+        "Step",
+        "State",
+        "Percent",
+        "Age",
+        "Phase",
+        "Blocked By",
+    ]
+    assert [c.get("priority", 0) for c in columns] == [0, 0, 0, 0, 1, 1]  # the last two: -o wide
     status = schema_of(stagerollout_crd())["properties"]["status"]["properties"]
-    for column in columns[:3]:
-        assert column["jsonPath"].removeprefix(".status.") in status
+    for column in [*columns[:3], *columns[4:]]:
+        assert column["jsonPath"].removeprefix(".status.").removesuffix("[0]") in status
 
 
 def test_the_example_rollout_satisfies_the_crd_schema_and_the_models() -> None:

@@ -105,3 +105,42 @@ def test_the_console_script_runs_as_kubectl_plugin_too() -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "valid plan stage-validation-v3" in completed.stdout
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (
+        0,
+        f"stagectl {version('stage-rollout-controller')}\n",
+    )
+
+
+STAGECTL = str(Path(sys.executable).parent / "stagectl")  # the console script, named as installed
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    import os
+
+    script = subprocess.run(
+        [STAGECTL, "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "_STAGECTL_COMPLETE=complete_bash" in script
+    env = {
+        **os.environ,
+        "_STAGECTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "stagectl status --wa",
+        "COMP_CWORD": "2",
+    }
+    completed = subprocess.run(
+        [STAGECTL],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.split()
+    assert {"--watch", "--wait-for"} <= set(completed)

@@ -247,7 +247,7 @@ def test_an_approval_is_used_once(world: World, kubeconfig: Path) -> None:
     assert status["state"] == "awaiting_approval"  # the approval already used does not count again
 
 
-def test_rollback_disable_write_enforcement_is_recorded_and_refused_where_it_is_already_off(
+def test_rollback_disable_write_enforcement_where_it_is_already_off_is_refused_unrecorded(
     world: World, kubeconfig: Path
 ) -> None:
     awaiting_approval(world)
@@ -259,17 +259,20 @@ def test_rollback_disable_write_enforcement_is_recorded_and_refused_where_it_is_
         "--reason",
         "too strict",
     )
-    assert (
-        code == 0
-        and "rollback of api-rollout to write-enforcement-off recorded as alice@example.com" in out
-    ), err
-    world.tick()
-    events, _ = world.api.list(EVENTS, world.namespace)
-    assert any("write enforcement is already off at step warm" in e["message"] for e in events)
+    assert (code, out) == (2, "")
+    assert "write enforcement is already off at step warm" in err
+    assert recorded_commands(world) == []
     code, _out, err = stagectl(
         kubeconfig, "rollback", "api-rollout", "--to", "warm", "--disable-write-enforcement"
     )
     assert code == 2 and "two different rollbacks" in err
+
+
+def recorded_commands(world: World) -> list[str]:
+    from controller.kube.api import COMMANDS
+
+    items, _ = world.api.list(COMMANDS, world.namespace)
+    return [item["spec"]["command"] for item in items]
 
 
 def walk_to_e50(world: World, kubeconfig: Path) -> None:
@@ -348,3 +351,243 @@ def test_status_watch_redraws_until_interrupted(world: World, kubeconfig: Path) 
     # Not a terminal: the clear-screen code is left out and each frame follows the last.
     assert out.count("NAME ") >= 2 and out.count("api-rollout") >= 2
     assert "\033[" not in out
+
+
+def context_kubeconfig(world: World, tmp_path: Path) -> Path:
+    """Two contexts: `shop` (current, the rollout's namespace) and `elsewhere`, no -n given."""
+    assert world.emulator is not None
+    world.emulator.add_token("alice-token", "alice@example.com", groups=("sre",))
+    cluster = {"name": "emulator", "cluster": {"server": world.emulator.url}}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "alice", "user": {"token": "alice-token"}}],
+        "contexts": [
+            {
+                "name": "shop",
+                "context": {"cluster": "emulator", "user": "alice", "namespace": "shop"},
+            },
+            {
+                "name": "elsewhere",
+                "context": {"cluster": "emulator", "user": "alice", "namespace": "elsewhere"},
+            },
+        ],
+        "current-context": "shop",
+    }
+    path = tmp_path / "contexts"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def bare(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
+    """stagectl as people type it: no -n, so the namespace comes from the kubeconfig."""
+    result = runner.invoke(app, [*args, "--kubeconfig", str(kubeconfig)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_namespace_comes_from_the_kubeconfig_context_as_in_kubectl(
+    world: World, tmp_path: Path
+) -> None:
+    awaiting_approval(world)
+    path = context_kubeconfig(world, tmp_path)
+    code, out, err = bare(path, "status", "api-rollout", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["namespace"] == "shop"
+    code, _out, err = bare(
+        path, "approve", "api-rollout", "--context", "elsewhere", "--reason", "x"
+    )
+    assert code == 2 and "no StageRollout 'api-rollout' in namespace elsewhere" in err
+    code, _out, err = bare(path, "status", "api-rollout", "--context", "elsewhere", "-n", "shop")
+    assert code == 0, err  # -n wins over the context's namespace
+
+
+def test_all_namespaces_lists_rollouts_of_every_namespace_with_their_namespace(
+    world: World, tmp_path: Path
+) -> None:
+    from controller.kube.api import ROLLOUTS
+    from tests.kube.operator_world import NAMESPACES
+
+    world.tick()
+    rollout = world.rollout()
+    world.api.create(
+        NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "blue"}}
+    )
+    world.api.create(
+        ROLLOUTS,
+        "blue",
+        {
+            "apiVersion": rollout["apiVersion"],
+            "kind": rollout["kind"],
+            "metadata": {"name": "api-rollout"},
+            "spec": rollout["spec"],
+        },
+    )
+    path = context_kubeconfig(world, tmp_path)
+    code, out, err = bare(path, "status")
+    assert code == 0, err and len(out.splitlines()) == 2  # the context's namespace only
+    code, out, err = bare(path, "status", "-A")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["NAMESPACE", "NAME"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["blue", "api-rollout"],
+        ["shop", "api-rollout"],
+    ]
+    code, _out, err = bare(path, "status", "api-rollout", "-A")
+    assert code == 2 and "--all-namespaces" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["rollback", "api-rollout", "--to", "e@100"], "--to e@100 is after the current step warm"),
+        (["rollback", "api-rollout", "--to", "warm"], "--to warm is the current step warm"),
+        (["rollback", "api-rollout"], "warm is the first step; there is nothing to roll back to"),
+        (["rollback", "api-rollout", "--to", "warn"], "warm is the first step"),
+        (["retry", "api-rollout"], "no failed job in step warm to retry"),
+        (["resume", "api-rollout"], "resume is not possible while step warm is awaiting_approval"),
+    ],
+    ids=[
+        "to-a-later-step",
+        "to-the-current-step",
+        "at-the-first-step",
+        "warn-at-the-first",
+        "retry-nothing-failed",
+        "resume-not-paused",
+    ],
+)
+def test_an_impossible_command_is_refused_before_it_is_recorded(
+    world: World, kubeconfig: Path, args: list[str], reason: str
+) -> None:
+    awaiting_approval(world)
+    code, out, err = stagectl(kubeconfig, *args)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"stagectl: {args[0]} of api-rollout refused, nothing recorded: ")
+    assert reason in err
+    assert len(err.strip().splitlines()) == 1
+    assert recorded_commands(world) == []
+
+
+def test_retry_is_recorded_when_a_job_of_the_step_failed(world: World, kubeconfig: Path) -> None:
+    assert world.emulator is not None
+    world.emulator.fail_jobs("prepare")
+    awaiting_job_failure(world)
+    assert world.status()["failedJobs"] == ["prepare"]
+    code, out, err = stagectl(kubeconfig, "retry", "api-rollout", "--reason", "db is back")
+    assert code == 0 and "retry of api-rollout recorded" in out, err
+    world.emulator.clear_job_rules()
+    world.tick(advance=timedelta(minutes=1))
+    assert world.status()["failedJobs"] == []
+
+
+def awaiting_job_failure(world: World) -> None:
+    for _ in range(5):
+        world.tick()
+        if world.status().get("state") == "soaking":
+            break
+        world.wait_rolled_out()
+    world.tick(advance=timedelta(minutes=1))
+    time.sleep(0.3)
+    world.tick(advance=timedelta(minutes=1))
+    assert any("prepare attempt 1 failed" in b for b in world.status()["blockers"])
+
+
+def test_a_command_the_operator_rejects_is_shown_by_status_and_history(
+    world: World, kubeconfig: Path
+) -> None:
+    awaiting_approval(world)
+    # Recorded behind the CLI's back (kubectl create, or a race with another command):
+    # the operator is the one that rejects it, and people must be able to read that.
+    world.command("rollback", to="e@100", reason="typo")
+    world.tick()
+    code, out, _err = stagectl(kubeconfig, "status", "api-rollout", "-o", "json")
+    rejected = json.loads(out)["commandsRejected"]
+    assert [r["message"] for r in rejected] == [
+        "rollback by bob: e@100 is not before the current step warm"
+    ]
+    assert rejected[0]["at"].endswith("+00:00") or rejected[0]["at"].endswith("Z")
+    code, out, _err = stagectl(kubeconfig, "status", "api-rollout")
+    assert code == 0 and "rejected " in out and "e@100 is not before the current step warm" in out
+    _code, out, _err = stagectl(kubeconfig, "history", "api-rollout")
+    assert "rejected: rollback by bob: e@100 is not before the current step warm" in out
+
+
+def test_a_command_after_one_not_yet_handled_is_left_to_the_operator(
+    world: World, kubeconfig: Path
+) -> None:
+    awaiting_approval(world)
+    assert stagectl(kubeconfig, "pause", "api-rollout")[0] == 0
+    # The pause is not handled yet, so the rollout will be paused when resume meets it.
+    assert stagectl(kubeconfig, "resume", "api-rollout")[0] == 0
+    assert recorded_commands(world) == ["pause", "resume"]
+
+
+def test_tables_show_ages_and_json_the_exact_times(world: World, kubeconfig: Path) -> None:
+    awaiting_approval(world)
+    code, out, _err = stagectl(kubeconfig, "status", "api-rollout")
+    transition_lines = [line for line in out.splitlines() if "→" in line]
+    assert transition_lines and all(" ago  " in line for line in transition_lines)
+    code, out, _err = stagectl(kubeconfig, "history", "api-rollout", "-o", "json")
+    assert code == 0
+    from datetime import datetime
+
+    for transition in json.loads(out)["transitions"]:
+        assert datetime.fromisoformat(transition["at"].replace("Z", "+00:00")).tzinfo is not None
+    _code, out, _err = stagectl(kubeconfig, "history", "api-rollout")
+    assert all(" ago  " in line for line in out.splitlines())
+
+
+def test_wait_for_a_reached_step_exits_0_and_a_timeout_exits_3(
+    world: World, kubeconfig: Path
+) -> None:
+    walk_to_e50(world, kubeconfig)
+    code, out, err = stagectl(kubeconfig, "status", "api-rollout", "--wait-for", "step=warm")
+    assert code == 0, err
+    assert "reached step warm (step e@50, soaking)" in out
+    code, out, _err = stagectl(
+        kubeconfig,
+        "status",
+        "api-rollout",
+        "--wait-for",
+        "completed",
+        "--timeout",
+        "2s",
+        "--poll",
+        "1s",
+    )
+    assert code == 3 and "timed out after 2s waiting for completion" in out
+
+
+@pytest.mark.parametrize(
+    ("goal", "message"),
+    [
+        ("step=9@9", "step '9@9' is not in the plan (warm, e@50, e@100)"),
+        ("steps=e@50", "write step=STEP"),
+        ("done", "write step=STEP"),
+    ],
+)
+def test_wait_for_refuses_a_goal_that_cannot_be_met(
+    world: World, kubeconfig: Path, goal: str, message: str
+) -> None:
+    world.tick()
+    code, out, err = stagectl(kubeconfig, "status", "api-rollout", "--wait-for", goal)
+    assert (code, out) == (2, "")
+    assert message in err
+
+
+def test_each_gate_has_one_verdict_with_its_window_coverage(world: World, kubeconfig: Path) -> None:
+    for _ in range(5):
+        world.tick()
+        if world.status().get("state") == "soaking":
+            break
+        world.wait_rolled_out()
+    world.tick(advance=timedelta(minutes=2))
+    code, out, _err = stagectl(kubeconfig, "status", "api-rollout")
+    assert code == 0
+    about_gate = [line for line in out.splitlines() if "errors-low" in line]
+    # Never "pass … held for 5m" beside "blocked: its window is not yet covered".
+    assert len(about_gate) == 1, about_gate
+    assert about_gate[0].startswith("  gate errors-low: pending (window not yet covered")
+    assert "window 2m of 5m covered by this step" in about_gate[0]
+    assert "blocked: soaking: 2m of 10m in effect" in out

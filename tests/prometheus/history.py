@@ -103,7 +103,9 @@ def reference_app_history(
         samples = counter_samples(start=start, end=end, step=step, per_second=per_second)
         return Series(name, {**target, **labels}, samples, "counter")
 
-    def validations(operation: str, result: str, endpoint: str, rate: Callable[[float], float]):
+    def validations(
+        operation: str, result: str, endpoint: str, rate: Callable[[float], float]
+    ) -> Series:
         labels = {"endpoint": endpoint, "operation": operation, "mode": "warn", "result": result}
         return counter("stage_validation_validations_total", labels, rate)
 

@@ -1,0 +1,1 @@
+"""A local quickstart: the operator, the API-server emulator, the reference app and Prometheus."""
