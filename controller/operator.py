@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.clock import SystemClock
+from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.kube.leadership import LeaderElector
 from controller.kube.reconciler import Outcome, Reconciler
@@ -57,6 +58,9 @@ class OperatorSettings:
     lease_name: str = "stage-rollout-controller"
     identity: str = "stage-rollout-controller"
     workers: int = 8
+    unsafe_trust_records: bool = False
+    """Believe approvers and command authors without the admission policy. Unsafe: anyone
+    who may create a StageApproval can then sign as anyone."""
 
 
 class _NoPrometheus:
@@ -105,8 +109,13 @@ class Operator:
                 on_change=lambda leading: self.telemetry.leadership(leading),
             )
         self.telemetry = Telemetry(may_write=self._may_write)
+        self._trust: Trust | None = None
         self.reconciler = Reconciler(
-            api, self._metrics_source_for, dry_run=settings.dry_run, hooks=self.telemetry
+            api,
+            self._metrics_source_for,
+            dry_run=settings.dry_run,
+            hooks=self.telemetry,
+            trust=self.records_trust,
         )
         self._sources: dict[PrometheusSettings, PrometheusSource] = {}
         self._sources_lock = threading.Lock()
@@ -147,6 +156,21 @@ class Operator:
                 self._sources[settings] = source
             return source
 
+    # trust in people's records ---------------------------------------------------
+
+    def check_records_trust(self) -> Trust:
+        """Compare the installed admission policies with the shipped ones (start, every pass)."""
+        trust = check_admission(self.api, unsafe_trust=self.settings.unsafe_trust_records)
+        if not trust.trusted and (self._trust is None or self._trust.trusted):
+            log.warning("approvals and commands not counted: %s", trust.message)
+        self._trust = trust
+        self.telemetry.records_trusted.set(1 if trust.trusted else 0)
+        return trust
+
+    def records_trust(self) -> Trust:
+        """The last pass's verdict on the admission policies (checked now if none yet)."""
+        return self._trust or self.check_records_trust()
+
     # passes ----------------------------------------------------------------------
 
     def list_rollouts(self) -> list[dict[str, Any]]:
@@ -179,14 +203,30 @@ class Operator:
             log.warning("cannot list rollouts: %s", error)
             self.telemetry.failed("", "", "api", str(error))
             return []
+        self.check_records_trust()
         self._prefetch(rollouts, now)
         futures = [
-            self._pool.submit(
-                self._reconcile, r["metadata"]["namespace"], r["metadata"]["name"], now
+            (
+                r["metadata"]["namespace"],
+                r["metadata"]["name"],
+                self._pool.submit(
+                    self._reconcile, r["metadata"]["namespace"], r["metadata"]["name"], now
+                ),
             )
             for r in rollouts
         ]
-        return [future.result() for future in futures]
+        return [self._outcome_of(namespace, name, future) for namespace, name, future in futures]
+
+    def _outcome_of(self, namespace: str, name: str, future: Any) -> Outcome:
+        """A reconcile's outcome; whatever escaped it stays that rollout's problem."""
+        try:
+            outcome: Outcome = future.result()
+        except Exception as error:
+            message = f"{type(error).__name__} after the reconcile"
+            self.telemetry.failed(namespace, name, "reconcile", message)
+            log.warning("tick failed: %s", message, extra={"rollout": f"{namespace}/{name}"})
+            return Outcome(namespace, name, problem=message)
+        return outcome
 
     def _prefetch(self, rollouts: Sequence[Mapping[str, Any]], now: datetime) -> None:
         wanted: dict[int, tuple[PrometheusSource, list[WindowRequest], set[str]]] = {}
@@ -195,14 +235,21 @@ class Operator:
             if planned is None:
                 continue
             spec, plan, needs = planned
-            source = self._metrics_source_for(spec, plan)
+            try:
+                source = self._metrics_source_for(spec, plan)
+            except Exception:
+                continue  # its own tick reports the problem
             if isinstance(source, PrometheusSource) and (needs.windows or needs.mode_query):
                 entry = wanted.setdefault(id(source), (source, [], set()))
                 entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)
                 if needs.mode_query:
                     entry[2].add(needs.mode_query)
         for source, requests, instants in wanted.values():
-            source.prefetch(requests, now, instants=instants)
+            try:
+                source.prefetch(requests, now, instants=instants)
+            except Exception as error:
+                # Each rollout's own queries report the problem in its tick.
+                log.warning("prefetch skipped: %s", type(error).__name__)
 
     def _reconcile(
         self,

@@ -81,6 +81,18 @@ class Telemetry(Hooks):
             ["kind"],
             registry=self.registry,
         )
+        self.rollout_errors = Counter(
+            "stage_rollout_rollout_errors_total",
+            "Failed ticks of one rollout by kind; the other rollouts' ticks go on",
+            [*labels, "kind"],
+            registry=self.registry,
+        )
+        self.records_trusted = Gauge(
+            "stage_rollout_records_trusted",
+            "1 while approvals and commands count: the admission policies are installed and "
+            "unchanged (or the operator was told to trust records without them)",
+            registry=self.registry,
+        )
         self.leader = Gauge(
             "stage_rollout_leader",
             "1 while this replica holds the leader Lease",
@@ -119,6 +131,8 @@ class Telemetry(Hooks):
 
     def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
         self.errors.labels(kind).inc()
+        if name:
+            self.rollout_errors.labels(namespace, name, kind).inc()
 
     def leadership(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

@@ -442,6 +442,15 @@ def run_operator(
             help="YAML list of webhook sinks (url, kind json|slack, timeout, headers).",
         ),
     ] = None,
+    unsafe_trust_records: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-trust-records-without-policy",
+            help="UNSAFE: count approvals and commands even when the admission policies of "
+            "manifests/base/approval-policy.yaml are missing or changed, so that anyone who "
+            "may create a record can sign as anyone. Only for clusters that cannot run them.",
+        ),
+    ] = False,
 ) -> None:
     """Run the operator: reconcile every StageRollout it can see until stopped."""
     import signal
@@ -479,6 +488,7 @@ def run_operator(
         leader_elect=leader_elect,
         lease_namespace=lease_namespace,
         identity=identity or socket.gethostname(),
+        unsafe_trust_records=unsafe_trust_records,
     )
     operator = Operator(api, settings, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())
