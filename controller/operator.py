@@ -162,7 +162,7 @@ class Operator:
         """Compare the installed admission policies with the shipped ones (start, every pass)."""
         trust = check_admission(self.api, unsafe_trust=self.settings.unsafe_trust_records)
         if not trust.trusted and (self._trust is None or self._trust.trusted):
-            log.warning("approvals and commands not counted: %s", trust.message)
+            log.warning("%s", trust.message)
         self._trust = trust
         self.telemetry.records_trusted.set(1 if trust.trusted else 0)
         return trust

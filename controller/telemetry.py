@@ -27,6 +27,7 @@ from prometheus_client import (
 
 from controller.kube.reconciler import Hooks
 from controller.kube.resources import StageRolloutStatus
+from controller.redaction import RedactingFilter, quiet_http_libraries
 from phases.decide import Decision
 from phases.status import StepState
 
@@ -188,13 +189,17 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["error"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON logs on stderr for the operator process."""
-    handler = logging.StreamHandler()
+def configure_logging(level: str = "INFO", stream: Any = None) -> None:
+    """JSON logs on stderr for the operator process, with secrets redacted (see redaction)."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    quiet_http_libraries()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
