@@ -78,7 +78,7 @@ class Telemetry(Hooks):
         )
         self.errors = Counter(
             "stage_rollout_errors_total",
-            "Failed ticks by kind (api, prometheus, SpecInvalid, PlanInvalid)",
+            "Failed ticks by kind (api, prometheus, reconcile, SpecInvalid, PlanInvalid)",
             ["kind"],
             registry=self.registry,
         )

@@ -299,3 +299,36 @@ def test_the_requester_cannot_approve_their_own_rollout(
     approve_as(world, person(world, "carol", "sre"), "carol", approverGroups=["sre"])
     world.tick()
     assert world.status()["step"] == "e@50"
+
+
+def test_stagectl_approve_records_the_groups_the_api_server_knows(
+    world: World, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli.main import app
+
+    assert world.emulator is not None
+    world.emulator.add_token("carol-token", "carol@example.com", groups=("sre",))
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e", "cluster": {"server": world.emulator.url}}],
+        "users": [{"name": "carol", "user": {"token": "carol-token"}}],
+        "contexts": [{"name": "e", "context": {"cluster": "e", "user": "carol"}}],
+        "current-context": "e",
+    }
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+    awaiting_approval(world)
+    result = CliRunner().invoke(
+        app,
+        ["approve", world.name, "--reason", "ok", "--kubeconfig", str(kubeconfig), "-n", "shop"],
+    )
+    assert result.exit_code == 0, result.stderr
+    stored = [
+        o
+        for o in world.emulator.objects("stageapprovals")
+        if o["spec"]["approver"] == "carol@example.com"
+    ]
+    assert stored and "sre" in stored[0]["spec"]["approverGroups"]
