@@ -981,6 +981,8 @@ class FindingCommandsHonouredTwice(TinyPlanSafety):
     """Finding 1 (fixed): past 200 handled commands, old ones were honoured again."""
 
     floods = True
+    plans = (TINY,)
+    edits = False
 
 
 class FindingPlanEditDropsWarnOverride(TinyPlanSafety):
@@ -994,12 +996,16 @@ class FindingDuplicateApprovalIds(TinyPlanSafety):
     """Finding 3 (fixed): two approval records with one id were consumed as two approvals."""
 
     duplicate_ids = True
+    plans = (TINY,)
+    edits = False
 
 
 class FindingSoakWhileNotInEffect(TinyPlanSafety):
     """Finding 4 (fixed): time spent verifying after a resume counted as soak."""
 
     checks_soak_only_in_effect = True
+    plans = (TINY,)
+    edits = False
 
 
 # A finding fails within a few dozen examples; shrinking it would take far longer than
