@@ -36,7 +36,9 @@ EMULATOR = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from tests.support.kube_emulator import KubeEmulator
+from tests.kube.operator_world import install_admission_policies
 emulator = KubeEmulator(port={port}, rollout_delay=0.5, history_size=200000).start()
+install_admission_policies(emulator)
 print("ready", flush=True)
 time.sleep(3600)
 """

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from controller.clock import monotonic_seconds
+from controller.redaction import remember_secret
 from phases.actions import Event, EventKind
 
 log = logging.getLogger("stage_rollout.notifications")
@@ -190,6 +191,10 @@ class _SinkWorker:
         transport: httpx.BaseTransport | None,
     ) -> None:
         self.sink = sink
+        remember_secret(sink.url)
+        remember_secret(httpx.URL(sink.url).raw_path.decode("ascii", "replace"))
+        for value in sink.headers.values():
+            remember_secret(value)
         self._counters = counters
         self._queue: deque[_Item] = deque()
         self._queue_size = queue_size
@@ -306,7 +311,8 @@ class _SinkWorker:
             try:
                 token = self.sink.bearer_token_file.read_text().strip()
             except OSError as error:
-                raise _Fatal(f"cannot read the bearer token: {error}") from None
+                raise _Fatal(f"cannot read the bearer token: {type(error).__name__}") from None
+            remember_secret(token)
             headers["Authorization"] = f"Bearer {token}"
         try:
             response = client.post(self.sink.url, json=item.payload, headers=headers)
@@ -318,7 +324,8 @@ class _SinkWorker:
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status}", _retry_after(response))
         if status >= 400:
-            raise _Fatal(f"HTTP {status}: {response.text[:200]}")
+            # The body is the receiver's words, not ours to log (it may echo the secret URL).
+            raise _Fatal(f"HTTP {status}")
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.clock import SystemClock
+from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
 from controller.kube.leadership import LeaderElector
 from controller.kube.prometheus_refs import DEFAULT_ENDPOINT, PrometheusEndpoints
@@ -74,6 +75,9 @@ class OperatorSettings:
     """The ServiceAccount (of each rollout's own namespace) for rollouts without spec.serviceAccountName."""
     prometheus_endpoints: Mapping[str, PrometheusSettings] = field(default_factory=dict)
     """Named endpoints a rollout may choose with spec.prometheus.endpoint."""
+    unsafe_trust_records: bool = False
+    """Believe approvers and command authors without the admission policy. Unsafe: anyone
+    who may create a StageApproval can then sign as anyone."""
 
     def endpoints(self) -> PrometheusEndpoints:
         named = dict(self.prometheus_endpoints)
@@ -117,6 +121,7 @@ class Operator:
         self.telemetry = Telemetry(may_write=self._may_write, readiness=self.readiness)
         self.telemetry_server: ThreadingHTTPServer | None = None
         self._watch_failing: dict[str, str] = {}
+        self._trust: Trust | None = None
         self.reconciler = Reconciler(
             api,
             metrics_for,
@@ -124,6 +129,7 @@ class Operator:
             hooks=self.telemetry,
             tenancy=Tenancy(api, default_service_account=settings.default_service_account),
             endpoints=self.endpoints,
+            trust=self.records_trust,
         )
         self._pool = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="reconcile"
@@ -167,6 +173,21 @@ class Operator:
         settings = self.endpoints.shared_settings(spec.prometheus)
         return None if settings is None else self.endpoints.source(settings, plan)
 
+    # trust in people's records ---------------------------------------------------
+
+    def check_records_trust(self) -> Trust:
+        """Compare the installed admission policies with the shipped ones (start, every pass)."""
+        trust = check_admission(self.api, unsafe_trust=self.settings.unsafe_trust_records)
+        if not trust.trusted and (self._trust is None or self._trust.trusted):
+            log.warning("%s", trust.message)
+        self._trust = trust
+        self.telemetry.records_trusted.set(1 if trust.trusted else 0)
+        return trust
+
+    def records_trust(self) -> Trust:
+        """The last pass's verdict on the admission policies (checked now if none yet)."""
+        return self._trust or self.check_records_trust()
+
     # passes ----------------------------------------------------------------------
 
     def list_rollouts(self) -> list[dict[str, Any]]:
@@ -199,14 +220,30 @@ class Operator:
             log.warning("cannot list rollouts: %s", error)
             self.telemetry.failed("", "", "api", str(error))
             return []
+        self.check_records_trust()
         self._prefetch(rollouts, now)
         futures = [
-            self._pool.submit(
-                self._reconcile, r["metadata"]["namespace"], r["metadata"]["name"], now
+            (
+                r["metadata"]["namespace"],
+                r["metadata"]["name"],
+                self._pool.submit(
+                    self._reconcile, r["metadata"]["namespace"], r["metadata"]["name"], now
+                ),
             )
             for r in rollouts
         ]
-        return [future.result() for future in futures]
+        return [self._outcome_of(namespace, name, future) for namespace, name, future in futures]
+
+    def _outcome_of(self, namespace: str, name: str, future: Any) -> Outcome:
+        """A reconcile's outcome; whatever escaped it stays that rollout's problem."""
+        try:
+            outcome: Outcome = future.result()
+        except Exception as error:
+            message = f"{type(error).__name__} after the reconcile"
+            self.telemetry.failed(namespace, name, "reconcile", message)
+            log.warning("tick failed: %s", message, extra={"rollout": f"{namespace}/{name}"})
+            return Outcome(namespace, name, problem=message)
+        return outcome
 
     def _prefetch(self, rollouts: Sequence[Mapping[str, Any]], now: datetime) -> None:
         wanted: dict[int, tuple[PrometheusSource, list[WindowRequest], set[str]]] = {}
@@ -215,14 +252,21 @@ class Operator:
             if planned is None:
                 continue
             spec, plan, needs = planned
-            source = self._shared_source(spec, plan)
+            try:
+                source = self._shared_source(spec, plan)
+            except Exception:
+                continue  # its own tick reports the problem
             if isinstance(source, PrometheusSource) and (needs.windows or needs.mode_query):
                 entry = wanted.setdefault(id(source), (source, [], set()))
                 entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)
                 if needs.mode_query:
                     entry[2].add(needs.mode_query)
         for source, requests, instants in wanted.values():
-            source.prefetch(requests, now, instants=instants)
+            try:
+                source.prefetch(requests, now, instants=instants)
+            except Exception as error:
+                # Each rollout's own queries report the problem in its tick.
+                log.warning("prefetch skipped: %s", type(error).__name__)
 
     def _reconcile(
         self,

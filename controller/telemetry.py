@@ -30,6 +30,7 @@ from prometheus_client import (
 
 from controller.kube.reconciler import Hooks
 from controller.kube.resources import StageRolloutStatus
+from controller.redaction import QUIET_LOGGERS, RedactingFilter
 from phases.decide import Decision
 from phases.status import StepState
 
@@ -84,8 +85,20 @@ class Telemetry(Hooks):
         )
         self.errors = Counter(
             "stage_rollout_errors_total",
-            "Failed ticks by kind (api, prometheus, SpecInvalid, PlanInvalid)",
+            "Failed ticks by kind (api, prometheus, reconcile, SpecInvalid, PlanInvalid)",
             ["kind"],
+            registry=self.registry,
+        )
+        self.rollout_errors = Counter(
+            "stage_rollout_rollout_errors_total",
+            "Failed ticks of one rollout by kind; the other rollouts' ticks go on",
+            [*labels, "kind"],
+            registry=self.registry,
+        )
+        self.records_trusted = Gauge(
+            "stage_rollout_records_trusted",
+            "1 while approvals and commands count: the admission policies are installed and "
+            "unchanged (or the operator was told to trust records without them)",
             registry=self.registry,
         )
         self.leader = Gauge(
@@ -135,6 +148,8 @@ class Telemetry(Hooks):
 
     def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
         self.errors.labels(kind).inc()
+        if name:
+            self.rollout_errors.labels(namespace, name, kind).inc()
 
     def leadership(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
@@ -190,20 +205,31 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["error"] = record.exc_text
         return json.dumps(entry, default=str)
 
 
-QUIET_LIBRARIES = ("transitions", "apscheduler", "urllib3", "kubernetes")
-"""Libraries whose INFO lines (every state change, every scheduled run) are chatter."""
+QUIET_LIBRARIES = ("transitions", "apscheduler")
+"""Libraries whose INFO lines (every state change, every scheduled run) are chatter.
+
+The HTTP libraries (urllib3, kubernetes, httpx…) are held at WARNING by
+`redaction.QUIET_LOGGERS` at every level, debug included."""
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """JSON logs on stderr (or `stream`); the QUIET_LIBRARIES at WARNING unless `level` is debug."""
+    """JSON logs on stderr (or `stream`), secrets redacted (see `redaction`).
+
+    The QUIET_LIBRARIES log at WARNING unless `level` is debug; the HTTP libraries stay
+    at WARNING at any level, since their debug lines carry headers and bodies."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     libraries = max(root.level, logging.WARNING) if root.level > logging.DEBUG else logging.DEBUG
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(libraries)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))

@@ -62,6 +62,7 @@ class EventKind(StrEnum):
     COMMAND_REJECTED = "command_rejected"
     ROLLOUT_PROBLEM = "rollout_problem"
     FLAGS_DRIFTED = "flags_drifted"
+    PERCENT_RAISED = "percent_raised"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,14 @@
 
 An approval is bound to one rollout (its uid), one step, one plan version, and is
 used once. It must also be newer than the step's entry, so that an approval given
-before a rollback cannot promote the step again after it.
+before a rollback cannot promote the step again after it. The plan's approval
+policy says who counts: service accounts only where it allows them, never the
+rollout's requester where it asks for that, only members of its groups.
+
+Two things need a sign-off: leaving a step (promotion) and raising
+ENFORCEMENT_PERCENT by any other path (a plan edit, a first step above 0 %, a
+resume, a rollback to a higher percentage). `raise_policy` says which policy
+guards the second.
 """
 
 from __future__ import annotations
@@ -12,6 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from phases.observations import Approval
+from phases.plan import ApprovalPolicy
+from phases.steps import Step, StepTable
+
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+SERVICE_ACCOUNT_GROUP = "system:serviceaccounts"
+_ANY = ApprovalPolicy(service_accounts=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,8 @@ def count_approvals(
     entered_at: datetime,
     consumed: Sequence[str],
     now: datetime,
+    policy: ApprovalPolicy = _ANY,
+    requester: str = "",
 ) -> ApprovalCount:
     """Sort approvals into those that count for this step now and those that never will."""
     counted: list[Approval] = []
@@ -49,6 +64,8 @@ def count_approvals(
             continue
         seen_ids.add(approval.id)
         reason = _why_not(approval, rollout_uid, step, plan_hash, entered_at, consumed, now)
+        if reason is None:
+            reason = who_does_not_count(approval, policy, requester)
         if reason is None and approval.approver in seen_approvers:
             continue
         if reason is None:
@@ -84,3 +101,32 @@ def _why_not(
     if not approval.approver:
         return f"approval {approval.id} names no approver"
     return None
+
+
+def who_does_not_count(approval: Approval, policy: ApprovalPolicy, requester: str) -> str | None:
+    """Why the plan's approval policy refuses this approver, or None when they count."""
+    who = approval.approver
+    if not policy.service_accounts and is_service_account(who, approval.groups):
+        return (
+            f"approval {approval.id}: {who} is a service account, and the plan does not count those"
+        )
+    if policy.distinct_from_requester:
+        if not requester:
+            return f"approval {approval.id}: the rollout records no requester, and the plan wants approvers other than the requester"
+        if who == requester:
+            return f"approval {approval.id}: {who} created the rollout, and the plan wants another person to approve it"
+    if policy.groups and not set(policy.groups) & set(approval.groups):
+        return f"approval {approval.id}: {who} is in none of the groups {', '.join(policy.groups)}"
+    return None
+
+
+def is_service_account(username: str, groups: Sequence[str]) -> bool:
+    return username.startswith(SERVICE_ACCOUNT_PREFIX) or SERVICE_ACCOUNT_GROUP in groups
+
+
+def raise_policy(table: StepTable, step: Step) -> ApprovalPolicy:
+    """The policy that guards entering `step`: the previous step's when it requires approval."""
+    before = table.before(step)
+    if before is not None and before.approval.required:
+        return before.approval
+    return step.approval

@@ -24,12 +24,20 @@ from phases.actions import (
     SetFlags,
     StartJob,
 )
-from phases.approvals import ApprovalCount, count_approvals
+from phases.approvals import ApprovalCount, count_approvals, raise_policy
 from phases.durations import format_duration
 from phases.flags import WARN_FLAGS, hash_flags
 from phases.machine import PhaseMachines, machines_for
 from phases.observations import Command, JobPhase, Observations
-from phases.plan import WRITE_ONLY_FLAG, JobGate, Plan, SignalGate, SignalTrigger
+from phases.plan import (
+    PERCENT_FLAG,
+    WRITE_ONLY_FLAG,
+    ApprovalPolicy,
+    JobGate,
+    Plan,
+    SignalGate,
+    SignalTrigger,
+)
 from phases.status import (
     HANDLED_LIMIT,
     HISTORY_LIMIT,
@@ -144,8 +152,12 @@ class _Tick:
             self._handle_commands()
             if self.status.state in _TRIGGER_STATES:
                 self._handle_triggers()
-            self._progress()
-            self._assert_flags()
+            held = self._percent_held()
+            if not held:
+                self._progress()
+                held = self._percent_held()
+            if not held:
+                self._assert_flags()
         return Decision(
             status=self.status,
             actions=tuple(self.actions),
@@ -666,7 +678,7 @@ class _Tick:
                 "stalled: the gates pass now; `stagectl resume` lets the rollout continue"
             )
             return
-        approvals = self._approvals()
+        approvals = self._approvals(step.approval)
         needed = (
             step.approval.approvers
             if (step.approval.required or self.status.hold_for_approval)
@@ -688,7 +700,7 @@ class _Tick:
             return
         self._promote(approvals)
 
-    def _approvals(self) -> ApprovalCount:
+    def _approvals(self, policy: ApprovalPolicy) -> ApprovalCount:
         status = self.status
         if not self.seen.approvals:
             return _NO_APPROVALS
@@ -700,6 +712,8 @@ class _Tick:
             entered_at=status.step_entered_at,
             consumed=status.approvals_consumed,
             now=self.now,
+            policy=policy,
+            requester=self.seen.requester,
         )
         fresh = [(a, why) for a, why in count.ignored if a.id not in status.approvals_ignored]
         if fresh:
@@ -723,6 +737,9 @@ class _Tick:
         by = ", ".join(sorted(approvals.approvers))
         consumed = [*self.status.approvals_consumed, *used][-HANDLED_LIMIT:]
         changes: dict[str, Any] = {"approvals_consumed": consumed}
+        following = self.machines.table.after(step)
+        if used and following is not None:
+            changes["approved_percent"] = max(self.status.approved_percent, following.percent)
         if step.baseline_signals:
             captured = {
                 s: float(v)
@@ -732,7 +749,6 @@ class _Tick:
             changes["baselines"] = {**self.status.baselines, **captured}
             self.actions.append(RecordBaseline(captured))
         reason = "all gates passed" + (f"; approved by {by}" if by else "")
-        following = self.machines.table.after(step)
         if following is None:
             self._move(
                 "complete", reason, by=by, approvals=used, kind=EventKind.COMPLETED, **changes
@@ -746,3 +762,50 @@ class _Tick:
         dest = self.machines.step_after(step.id, "promote")
         changes.update(self._enter_step(), hold_for_approval=False)
         self._move("promote", reason, to_step=dest, by=by, approvals=used, **changes)
+
+    # the percentage rule ----------------------------------------------------------
+
+    def _percent_held(self) -> bool:
+        """The one rule of the percentage: the flags asked never exceed the last sign-off.
+
+        Lowering needs nobody, and lowers the ceiling with it. A raise by any path
+        other than an approved promotion (a plan edit, a first step above 0 %, a
+        resume, a rollback to a higher percentage) holds the flags the target has
+        until approvals of this rollout, step and plan version arrive.
+        """
+        if self.status.state is StepState.ABORTED:
+            return False
+        percent = int(self._expected()[0].get(PERCENT_FLAG, "0"))
+        ceiling = self.status.approved_percent
+        if percent <= ceiling:
+            if percent < ceiling:
+                self._update(approved_percent=percent)
+            return False
+        step = self.step
+        policy = raise_policy(self.machines.table, step)
+        count = self._approvals(policy)
+        if len(count.approvers) < policy.approvers:
+            waiting = (
+                f"holding the flags: step {step.id} sets {PERCENT_FLAG}={percent}, above the "
+                f"{ceiling} last approved; waiting for approval of step {step.id} at plan "
+                f"{self.plan.short_hash}"
+            )
+            self.blockers.append(f"{waiting} ({len(count.approvers)} of {policy.approvers})")
+            self._warn_once(EventKind.APPROVAL_NEEDED, waiting)
+            return True
+        self._authorise_raise(count, percent)
+        return False
+
+    def _authorise_raise(self, count: ApprovalCount, percent: int) -> None:
+        used = [a.id for a in count.counted]
+        by = ", ".join(sorted(count.approvers))
+        message = f"{PERCENT_FLAG} {self.status.approved_percent} → {percent} approved by {by}"
+        self._update(
+            approved_percent=percent,
+            approvals_consumed=[*self.status.approvals_consumed, *used][-HANDLED_LIMIT:],
+            reason=message,
+        )
+        details = {"approvals": ",".join(used), "by": by}
+        self.events.append(
+            Event(EventKind.PERCENT_RAISED, self.status.step, message, False, details)
+        )

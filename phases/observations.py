@@ -31,6 +31,8 @@ class Approval:
     created_at: datetime
     expires_at: datetime | None = None
     reason: str = ""
+    groups: tuple[str, ...] = ()
+    """The approver's groups, as the API server recorded them at creation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,5 @@ class Observations:
     approvals: Sequence[Approval] = ()
     commands: Sequence[Command] = ()
     jobs: Mapping[str, JobObservation] = field(default_factory=dict)
+    requester: str = ""
+    """Who created the rollout, as the API server recorded it; "" when unknown."""

@@ -207,6 +207,16 @@ class ApprovalPolicy(StrictModel):
 
     required: bool = False
     approvers: int = Field(default=1, ge=1, description="distinct approvers needed")
+    distinct_from_requester: bool = Field(
+        default=False, description="the person who created the rollout does not count"
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="when given, only approvers in one of these groups count",
+    )
+    service_accounts: bool = Field(
+        default=False, description="whether a Kubernetes service account counts as an approver"
+    )
 
 
 class Freeze(StrictModel):

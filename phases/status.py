@@ -89,6 +89,10 @@ class RolloutStatus(BaseModel):
         default=False, description="set by a rollback: the step needs a new approval to promote"
     )
     flag_overrides: dict[str, str] = Field(default_factory=dict)
+    approved_percent: int = Field(
+        default=0,
+        description="the ENFORCEMENT_PERCENT last signed off: asked flags never exceed it",
+    )
     approvals_consumed: list[str] = Field(default_factory=list)
     approvals_ignored: list[str] = Field(default_factory=list)
     commands_handled: list[str] = Field(default_factory=list)

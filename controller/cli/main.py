@@ -514,6 +514,15 @@ def run_operator(
             help="YAML mapping of endpoint names to {url, timeout, caFile, bearerTokenFile, basicAuthUser, basicAuthPasswordFile}; rollouts choose one with spec.prometheus.endpoint.",
         ),
     ] = None,
+    unsafe_trust_records: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-trust-records-without-policy",
+            help="UNSAFE: count approvals and commands even when the admission policies of "
+            "manifests/base/approval-policy.yaml are missing or changed, so that anyone who "
+            "may create a record can sign as anyone. Only for clusters that cannot run them.",
+        ),
+    ] = False,
 ) -> None:
     """Run the operator: reconcile every StageRollout it can see until stopped."""
     import re
@@ -559,6 +568,7 @@ def run_operator(
         identity=identity or socket.gethostname(),
         default_service_account=default_service_account,
         prometheus_endpoints=endpoints,
+        unsafe_trust_records=unsafe_trust_records,
     )
     operator = Operator(api, settings, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())

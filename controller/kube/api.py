@@ -40,6 +40,20 @@ SECRETS = Kind("Secret", "", "v1", "secrets")
 DEPLOYMENTS = Kind("Deployment", "apps", "v1", "deployments")
 JOBS = Kind("Job", "batch", "v1", "jobs")
 EVENTS = Kind("Event", "", "v1", "events")
+ADMISSION_POLICIES = Kind(
+    "ValidatingAdmissionPolicy",
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicies",
+    namespaced=False,
+)
+ADMISSION_BINDINGS = Kind(
+    "ValidatingAdmissionPolicyBinding",
+    "admissionregistration.k8s.io",
+    "v1",
+    "validatingadmissionpolicybindings",
+    namespaced=False,
+)
 LEASES = Kind("Lease", "coordination.k8s.io", "v1", "leases")
 ROLLOUTS = Kind("StageRollout", GROUP, VERSION, PLURAL)
 APPROVALS = Kind("StageApproval", GROUP, VERSION, "stageapprovals")

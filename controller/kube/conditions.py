@@ -6,9 +6,11 @@ A condition's lastTransitionTime moves only when its status flips, as users of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
+from controller.kube.admission_check import Trust
 from controller.kube.resources import Condition, ConditionStatus
 from phases.status import StepState
 
@@ -78,3 +80,36 @@ def lifecycle_conditions(
 
 def _camel(state: StepState) -> str:
     return "".join(part.capitalize() for part in state.value.split("_"))
+
+
+def trust_condition(
+    conditions: Sequence[Condition], trust: Trust, now: datetime, generation: int | None
+) -> list[Condition]:
+    """RecordsTrusted: whether approvals and commands count, and why not when they do not."""
+    status: ConditionStatus = "True" if trust.trusted else "False"
+    return set_condition(
+        conditions, "RecordsTrusted", status, trust.reason, trust.message, now, generation
+    )
+
+
+def failure_condition(
+    conditions: Sequence[Mapping[str, Any]], message: str, now: datetime
+) -> tuple[list[dict[str, Any]], bool]:
+    """Reconciled=False with the failure, on raw conditions (the status may be unreadable).
+
+    Returns the conditions and whether this is a new failure (worth an Event).
+    """
+    previous = next((c for c in conditions if c.get("type") == "Reconciled"), None)
+    if previous is not None and previous.get("status") == "False":
+        since = previous.get("lastTransitionTime") or now.isoformat()
+    else:
+        since = now.isoformat()
+    flipped = previous is None or previous.get("message") != message
+    updated = {
+        "type": "Reconciled",
+        "status": "False",
+        "reason": "ReconcileFailed",
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    return [*(dict(c) for c in conditions if c.get("type") != "Reconciled"), updated], flipped

@@ -3,6 +3,11 @@
 Records are read for one rollout (by name; the uid inside each record binds it to
 one incarnation of the rollout, which `decide` checks). A record whose spec does
 not validate is skipped and reported, never allowed to stop a tick.
+
+Records are only as true as the admission policy that vetted them: while
+`admission_check` finds it missing or changed, no record is handed on, and a
+record older than the installed policy (created before it was put back) is
+skipped as never vetted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.kube.admission_check import Trust
 from controller.kube.api import APPROVALS, COMMANDS, KubeApi
 from controller.kube.resources import StageApprovalSpec, StageCommandSpec
 from phases.observations import Approval, Command
@@ -39,7 +45,9 @@ class KubePeople:
         *,
         on_invalid: Callable[[str], None] | None = None,
         listed: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None = None,
+        trust: Trust | None = None,
     ) -> None:
+        self._trust = trust
         self._listed = listed
         self._api = api
         self._namespace = namespace
@@ -64,6 +72,7 @@ class KubePeople:
                     created_at=_created(item),
                     expires_at=spec.expires_at,
                     reason=spec.reason,
+                    groups=tuple(spec.approver_groups),
                 )
             )
         return found
@@ -92,9 +101,14 @@ class KubePeople:
         self, items: Sequence[Mapping[str, Any]], kind: str, model: type[Any]
     ) -> list[tuple[Mapping[str, Any], Any]]:
         records: list[tuple[Mapping[str, Any], Any]] = []
+        trust = self._trust
+        if trust is not None and not trust.trusted:
+            return records
         for item in items:
             raw = item.get("spec") or {}
             if (raw.get("rollout") or {}).get("name") != self._rollout:
+                continue
+            if trust is not None and trust.vetted_since and _created(item) < trust.vetted_since:
                 continue
             try:
                 records.append((item, model.model_validate(raw)))

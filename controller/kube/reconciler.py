@@ -8,10 +8,16 @@
 
 A crash between any two writes converges on the next tick: the status already
 says what the world must look like, and every action compares before it writes.
+
+One rollout's failure is its own: whatever one tick raises, at whichever stage
+(reading, observing, deciding, acting), becomes that rollout's `Reconciled`
+condition, an Event and an error metric, and `reconcile` returns normally, so a
+pass goes on with every other rollout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +27,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
-from controller.kube.conditions import lifecycle_conditions, set_condition
+from controller.kube.conditions import (
+    failure_condition,
+    lifecycle_conditions,
+    set_condition,
+    trust_condition,
+)
 from controller.kube.jobs import KubeJobs
 from controller.kube.people import KubePeople
 from controller.kube.plan_sources import PlanSources
@@ -73,6 +85,8 @@ class Outcome:
     problem: str | None = None
     conflicts: int = 0
     writes: list[str] = field(default_factory=list)
+    stage: str = "reading"
+    """How far the tick got: reading, observing, deciding, writing status, acting."""
 
 
 class Hooks:
@@ -102,10 +116,12 @@ class Reconciler:
         hooks: Hooks | None = None,
         tenancy: Tenancy | None = None,
         endpoints: PrometheusEndpoints | None = None,
+        trust: Callable[[], Trust] | None = None,
     ) -> None:
         """`metrics_for` replaces the Prometheus `endpoints` (tests, simulations); the
         default `tenancy` impersonates each rollout's spec.serviceAccountName."""
         self._api = api
+        self._trust = trust or (lambda: check_admission(api))
         self._metrics_for = metrics_for
         self._tenancy = tenancy or Tenancy(api)
         self._endpoints = endpoints or PrometheusEndpoints()
@@ -129,7 +145,8 @@ class Reconciler:
         try:
             spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
             plan = self._plan(spec, self._tenancy.admit(namespace, spec))
-        except (ValidationError, DocumentError, Refused, KubeError):
+        except Exception:
+            # Its own tick reports what is wrong; planning only skips its prefetch.
             return None
         status = self._status(rollout, plan, now)
         return spec, plan, needs_of(plan, status, now)
@@ -158,6 +175,9 @@ class Reconciler:
                 except KubeError as error:
                     outcome.problem = str(error)
                     self._hooks.failed(namespace, name, "api", str(error))
+                    return outcome
+                except Exception as error:
+                    self._failed(namespace, name, now, outcome, error)
                     return outcome
                 outcome.conflicts += 1
             outcome.problem = f"status kept changing under the operator ({CONFLICT_RETRIES} conflicts); next tick retries"
@@ -214,14 +234,17 @@ class Reconciler:
             dry_run=self._dry_run,
             active=_jobs_matter(plan, status),
         )
+        trust = self._trust()
         people = KubePeople(
             self._api,
             namespace,
             name,
             on_invalid=lambda message: self._event(rollout, "RecordIgnored", message, True, now),
             listed=records,
+            trust=trust,
         )
         needs = needs_of(plan, status, now)
+        outcome.stage = "observing"
         try:
             seen = observe(
                 plan,
@@ -236,11 +259,17 @@ class Reconciler:
             )
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
+        seen = dataclasses.replace(
+            seen, requester=(spec.requested_by or "") if trust.trusted else ""
+        )
+        outcome.stage = "deciding"
         decision = decide(plan, status, seen, now)
         lacking = self._missing_right(decision.actions, target, tenant)
         if lacking is not None:
             return self._hold(rollout, lacking.reason, lacking.message, now, outcome)
-        new_status = self._extend(decision, status, seen, plan, generation, now)
+        new_status = self._runtime_conditions(
+            self._extend(decision, status, seen, plan, generation, now), trust, now, generation
+        )
         if not self._hooks.may_write():
             outcome.problem = "not the leader: nothing written"
             return True
@@ -253,6 +282,7 @@ class Reconciler:
             **rollout,
             "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
+        outcome.stage = "writing status"
         try:
             written = self._api.replace_status(ROLLOUTS, namespace, name, body)
         except KubeError as error:
@@ -261,6 +291,7 @@ class Reconciler:
             raise
         outcome.wrote_status = True
         outcome.decision = decision
+        outcome.stage = "acting"
         try:
             actuate(decision.actions, now, target=target, jobs=jobs)
         except KubeError as error:
@@ -269,8 +300,49 @@ class Reconciler:
         for event in decision.events:
             reason = event.kind.value.title().replace("_", "")
             self._event(rollout, reason, event.message, event.warning, now)
+        if not trust.trusted and _trusted_before(status):
+            self._event(rollout, trust.reason, trust.message, True, now)
         self._hooks.decided(namespace, name, decision, new_status)
         return True
+
+    def _runtime_conditions(
+        self, status: StageRolloutStatus, trust: Trust, now: datetime, generation: int
+    ) -> StageRolloutStatus:
+        """Reconciled, and RecordsTrusted with why nothing counts when it is False."""
+        conditions = trust_condition(status.conditions, trust, now, generation)
+        conditions = set_condition(
+            conditions, "Reconciled", "True", "Reconciled", "", now, generation
+        )
+        blockers = status.blockers if trust.trusted else [trust.message, *status.blockers]
+        return status.model_copy(update={"conditions": conditions, "blockers": blockers})
+
+    def _failed(
+        self, namespace: str, name: str, now: datetime, outcome: Outcome, error: Exception
+    ) -> None:
+        """Anything a tick raised: this rollout's condition, Event and error metric, no more."""
+        message = f"while {outcome.stage}: {type(error).__name__}: {_excerpt(str(error))}"
+        outcome.problem = message
+        self._hooks.failed(namespace, name, "reconcile", message)
+        log.warning("tick failed: %s", message, extra={"rollout": f"{namespace}/{name}"})
+        if self._dry_run or not self._hooks.may_write():
+            return
+        try:
+            rollout = self._api.get(ROLLOUTS, namespace, name)
+            if rollout is None:
+                return
+            raw = dict(rollout.get("status") or {})
+            previous = [c for c in raw.get("conditions", []) if isinstance(c, dict)]
+            updated, flipped = failure_condition(previous, message, now)
+            raw["conditions"] = updated
+            self._api.replace_status(ROLLOUTS, namespace, name, {**rollout, "status": raw})
+            if flipped:
+                self._event(rollout, "ReconcileFailed", message, True, now)
+        except Exception as again:
+            log.warning(
+                "tick failure not recorded: %s",
+                type(again).__name__,
+                extra={"rollout": f"{namespace}/{name}"},
+            )
 
     # pieces -----------------------------------------------------------------------
 
@@ -477,6 +549,17 @@ def _worth_writing(
     ]:
         return True
     return previous.last_tick_at is None or now - previous.last_tick_at >= STATUS_HEARTBEAT
+
+
+def _trusted_before(status: StageRolloutStatus) -> bool:
+    """Whether the last status did not already say that records are not trusted."""
+    return not any(c.type == "RecordsTrusted" and c.status == "False" for c in status.conditions)
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    """A short, escaped excerpt of an error, never a whole answer or file."""
+    flat = text.encode("unicode_escape", "replace").decode("ascii", "replace")
+    return flat if len(flat) <= limit else flat[:limit] + "…"
 
 
 def _jobs_matter(plan: Plan, status: StageRolloutStatus) -> bool:

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
 from controller.kube.command_checks import has_pending_commands, refusal
 from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
-from phases.decide import WRITE_ENFORCEMENT_OFF
+from phases.decide import WRITE_ENFORCEMENT_OFF, expected_flags
 from phases.durations import format_duration
-from phases.plan import Plan
+from phases.plan import PERCENT_FLAG, Plan
 from phases.status import StepState
 from phases.steps import steps_of
 
@@ -50,8 +50,14 @@ def rollout_of(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
 
 def whoami(api: KubeApi) -> str:
     """The caller's user name, as the API server knows it."""
+    return who_and_groups(api)[0]
+
+
+def who_and_groups(api: KubeApi) -> tuple[str, list[str]]:
+    """The caller's user name and groups, as the API server knows them."""
     try:
-        user = api.who_am_i().get("username", "")
+        info = api.who_am_i()
+        user = info.get("username", "")
     except KubeError as error:
         raise RecordError(
             f"cannot learn who you are from the API server (SelfSubjectReview): {error}"
@@ -60,7 +66,8 @@ def whoami(api: KubeApi) -> str:
         raise RecordError(
             "the API server did not name the caller; approvals need an authenticated user"
         )
-    return str(user)
+    groups = info.get("groups") or []
+    return str(user), [str(g) for g in groups] if isinstance(groups, list) else []
 
 
 def approve(
@@ -79,10 +86,14 @@ def approve(
     if status.state.value in _TERMINAL:
         raise RecordError(f"rollout {name} is {status.state.value}; there is nothing to approve")
     plan = plan_of(api, rollout)
-    needs = steps_of(plan).get(current).approval.required or status.hold_for_approval
+    needs = (
+        steps_of(plan).get(current).approval.required
+        or status.hold_for_approval
+        or _raise_waits(plan, status)
+    )
     if not needs:
         raise RecordError(f"step {current} of rollout {name} needs no approval to be left")
-    user = whoami(api)
+    user, groups = who_and_groups(api)
     existing, _ = api.list(APPROVALS, namespace)
     for item in existing:
         spec = item.get("spec") or {}
@@ -114,9 +125,17 @@ def approve(
             "planHash": plan.content_hash,
             "approver": user,
             "reason": reason,
+            **({"approverGroups": groups} if groups else {}),
         },
     }
     return _create(api, APPROVALS, namespace, body)
+
+
+def _raise_waits(plan: Plan, status: StageRolloutStatus) -> bool:
+    """Whether the step's percentage waits for a sign-off (a plan edit, a first step above 0 %)."""
+    step = steps_of(plan).get(status.step)
+    flags, _hash = expected_flags(step, status)
+    return int(flags.get(PERCENT_FLAG, "0")) > status.approved_percent
 
 
 def command(

@@ -163,6 +163,10 @@ class StageRolloutSpec(BaseModel):
         default_factory=dict,
         description="batch/v1 JobSpec per template name used by the plan's jobs",
     )
+    requested_by: str | None = Field(
+        default=None,
+        description="who created the rollout; the admission policy binds it to the requesting user",
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -247,6 +251,10 @@ class StageApprovalSpec(BaseModel):
     )
     reason: str = Field(min_length=1)
     expires_at: datetime | None = None
+    approver_groups: list[str] = Field(
+        default_factory=list,
+        description="the requesting user's groups; the admission policy refuses any they lack",
+    )
 
 
 CommandName = Literal["pause", "resume", "abort", "rollback", "retry"]

@@ -197,7 +197,7 @@ class World:
             "spec": {
                 "rollout": {"name": self.name, "uid": rollout["metadata"]["uid"]},
                 "command": command,
-                "by": "bob",
+                "by": "alice",
                 **spec,
             },
         }
@@ -215,6 +215,16 @@ def crds() -> list[dict[str, Any]]:
     ]
 
 
+def install_admission_policies(emulator: KubeEmulator) -> None:
+    """The policies of manifests/base/approval-policy.yaml: without them no record counts."""
+    path = REPO / "manifests" / "base" / "approval-policy.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    bindings = {d["spec"]["policyName"]: d for d in docs if d["kind"].endswith("Binding")}
+    for doc in docs:
+        if doc["kind"] == "ValidatingAdmissionPolicy":
+            emulator.register_admission_policy(doc, bindings.get(doc["metadata"]["name"]))
+
+
 def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
     """Our CRDs, a Deployment `api` (2 replicas) and a StageRollout of the tiny plan."""
     people: KubeApi | None = None
@@ -230,6 +240,7 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         assert emulator is not None
         for crd in crds():
             emulator.register_crd(crd)
+        install_admission_policies(emulator)
         api = admin_api(emulator)
         people = KubeApi(emulator.api_client(user="alice"))
         namespace = "shop"

@@ -102,7 +102,7 @@ def test_the_policy_manifest_is_valid_for_kubernetes_1_30() -> None:
         kubernetes_validate.validate(doc, "1.30", strict=True)
 
 
-def test_every_policy_is_bound_with_deny_and_covers_both_records() -> None:
+def test_every_policy_is_bound_with_deny_and_covers_every_record() -> None:
     pairs = policy_pairs()
     covered = set()
     for policy, binding in pairs:
@@ -111,7 +111,7 @@ def test_every_policy_is_bound_with_deny_and_covers_both_records() -> None:
         for rule in policy["spec"]["matchConstraints"]["resourceRules"]:
             assert {"CREATE", "UPDATE"} <= set(rule["operations"])
             covered |= set(rule["resources"])
-    assert {"stageapprovals", "stagecommands"} <= covered
+    assert {"stageapprovals", "stagecommands", "stagerollouts"} <= covered
 
 
 def test_the_policy_is_listed_in_the_kustomization() -> None:

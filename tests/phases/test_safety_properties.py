@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -126,7 +127,21 @@ overrides.
 
 TINY = parse_plan(TINY_PLAN_YAML.format(description="tiny plan"), source="tiny")
 TINY_EDITED = parse_plan(TINY_PLAN_YAML.format(description="tiny plan, edited"), source="tiny")
+TINY_RAISED = parse_plan(
+    TINY_PLAN_YAML.format(description="tiny plan, raised")
+    .replace("ENFORCEMENT_PERCENT: 5\n", "ENFORCEMENT_PERCENT: 8\n")
+    .replace("{ENFORCEMENT_PERCENT: 10}", "{ENFORCEMENT_PERCENT: 30}"),
+    source="tiny",
+)
+"""The same steps, with s at 8 % and e@10 at 30 %: an edit that raises the current step."""
 BUNDLED = load_plan()
+BUNDLED_RAISED = parse_plan(
+    (resources.files("phases") / "plans" / "stage-validation-v3.yaml")
+    .read_text(encoding="utf-8")
+    .replace("{ENFORCEMENT_PERCENT: 10}", "{ENFORCEMENT_PERCENT: 20}")
+    .replace("{ENFORCEMENT_PERCENT: 25}", "{ENFORCEMENT_PERCENT: 40}"),
+    source="bundled, raised",
+)
 
 MINUTE = 60
 HOUR = 3600
@@ -215,6 +230,10 @@ class SafetyMachine(RuleBasedStateMachine):
         self.handled: set[tuple[str, datetime]] = set()
         self.hold_step: str | None = None
         self.counter = 0
+        self.applied_percent = 0
+        """ENFORCEMENT_PERCENT of the last SetFlags `decide` asked for (nothing yet: 0)."""
+        self.edited_at = T0
+        """When the core last saw the plan change under the rollout."""
 
     # helpers ---------------------------------------------------------------------
 
@@ -346,10 +365,14 @@ class SafetyMachine(RuleBasedStateMachine):
         self.jobs[name] = JobObservation(name, attempt, phase, message)
 
     @precondition(lambda self: self.edits)
-    @rule()
-    def edit_plan(self) -> None:
-        """The plan is edited under the running rollout: a new version, the same steps."""
-        self.plan = self.plans[1] if self.plan is self.plans[0] else self.plans[0]
+    @rule(pick=st.integers(min_value=1, max_value=3))
+    def edit_plan(self, pick: int) -> None:
+        """The plan is edited under the running rollout: a new version, the same step ids.
+
+        Some versions set other percentages, so an edit can raise the current step's.
+        """
+        others = [p for p in self.plans if p is not self.plan]
+        self.plan = others[pick % len(others)]
         self.table = steps_of(self.plan)
 
     @precondition(lambda self: self.edits)
@@ -398,8 +421,14 @@ class SafetyMachine(RuleBasedStateMachine):
             self._tick(self.healthy_jumps[jump], target, gates, triggers, baselines)
 
     def _approve_step(self, step: Step) -> None:
-        for n in range(step.approval.approvers):
+        for n in range(max(step.approval.approvers, self._raise_needed(step))):
             self.approvals.append(self._approval(f"approver-{n}"))
+
+    def _raise_needed(self, step: Step) -> int:
+        """Approvers a raise into `step` needs: as many as the promotion into it asks."""
+        before = self.table.before(step)
+        policy = before.approval if before is not None and before.approval.required else None
+        return (policy or step.approval).approvers
 
     def _jobs_succeed(self, step: Step) -> None:
         for spec in step.jobs:
@@ -470,6 +499,8 @@ class SafetyMachine(RuleBasedStateMachine):
             jobs=dict(self.jobs),
         )
         before = self.status
+        if before.plan_hash != self.plan.content_hash:
+            self.edited_at = self.now
         decision = decide(self.plan, before, seen, self.now)
         assert decision == decide(self.plan, before, seen, self.now), "decide is not deterministic"
         self._check_tick(before, seen, decision)
@@ -489,6 +520,7 @@ class SafetyMachine(RuleBasedStateMachine):
             assert not decision.transitions, "a transition out of completed"
 
         self._check_flags_action(decision)
+        self._check_raise_approvals(before, seen, decision)
         self._check_chain(before, decision)
         handled_now = self._commands_handled_now(before, seen, after)
         commanded = [c for c in seen.commands if c.id in handled_now]
@@ -526,7 +558,7 @@ class SafetyMachine(RuleBasedStateMachine):
                 f"rollback --to warn left the target on {dict(effective_flags(table, after))}"
             )
 
-        self._check_percent(before, after, decision)
+        self._check_percent(before, seen, decision)
         for record in decision.transitions:
             if record.trigger in PROMOTIONS and record.from_step == self.hold_step:
                 self.hold_step = None
@@ -545,8 +577,14 @@ class SafetyMachine(RuleBasedStateMachine):
         if after.state is StepState.ABORTED:
             assert not setters, "an aborted rollout still sets flags"
             return
-        assert len(setters) == 1, f"expected one SetFlags action, got {setters}"
         wanted = {**self.table.get(after.step).flags, **after.flag_overrides}
+        if not setters:
+            assert int(wanted[PERCENT_FLAG]) > self.applied_percent, (
+                f"no SetFlags, though {after.step}'s flags {wanted} raise nothing above "
+                f"{self.applied_percent} % (only a raise waiting for approval holds the flags)"
+            )
+            return
+        assert len(setters) == 1, f"expected one SetFlags action, got {setters}"
         assert dict(setters[0].flags) == wanted, (
             f"SetFlags carries {dict(setters[0].flags)}, the step {after.step} wants {wanted}"
         )
@@ -731,20 +769,67 @@ class SafetyMachine(RuleBasedStateMachine):
                 f"in effect while the app reports {modes}, not {wanted[MODE_FLAG]}"
             )
 
-    def _check_percent(
-        self, before: RolloutStatus, after: RolloutStatus, decision: Decision
+    def _check_raise_approvals(
+        self, before: RolloutStatus, seen: Observations, decision: Decision
     ) -> None:
-        """ENFORCEMENT_PERCENT never rises but by a promotion that names its approvals.
+        """Approvals consumed outside a promotion are valid ones for the step now asked."""
+        promoted = {i for t in decision.transitions if t.trigger in PROMOTIONS for i in t.approvals}
+        after = decision.status
+        fresh = set(after.approvals_consumed) - set(before.approvals_consumed) - promoted
+        reused = fresh & self.consumed
+        assert not reused, f"approvals {sorted(reused)} consumed a second time"
+        for approval_id in fresh:
+            assert self._valid_raise_approvals(seen, after, {approval_id}), (
+                f"approval {approval_id} consumed for a raise at {after.step} is not a valid one "
+                f"of this rollout, step and plan version: "
+                f"{[a for a in seen.approvals if a.id == approval_id]}"
+            )
+        self.consumed |= fresh
 
-        The approvals themselves are checked (bound, fresh, unexpired, unused) by
-        `_check_promotion`.
+    def _valid_raise_approvals(
+        self, seen: Observations, after: RolloutStatus, ids: set[str]
+    ) -> list[Approval]:
+        since = max(after.step_entered_at, self.edited_at)
+        return [
+            a
+            for a in seen.approvals
+            if a.id in ids
+            and a.rollout_uid == UID
+            and a.step == after.step
+            and a.plan_hash == self.plan.content_hash
+            and a.created_at >= since
+            and (a.expires_at is None or a.expires_at > self.now)
+            and a.approver
+        ]
+
+    def _check_percent(self, before: RolloutStatus, seen: Observations, decision: Decision) -> None:
+        """ENFORCEMENT_PERCENT never rises without a matching approval, whatever the path.
+
+        The runbook: "Team Approval: Manual sign-off required before each percentage
+        increase". The model is the percentage of the last SetFlags asked for, so a
+        plan edit, a first step above 0 %, a resume or a rollback that raises it is
+        caught like a promotion. A raise is signed off by the promotion that led to
+        it (its approvals checked by `_check_promotion`), or by approvals consumed in
+        this tick for this rollout, the step now asked and the current plan version.
         """
-        old, new = percent_of(self.table, before), percent_of(self.table, after)
+        after = decision.status
+        setters = [a for a in decision.actions if isinstance(a, SetFlags)]
+        if not setters:
+            return
+        old, new = self.applied_percent, int(setters[0].flags[PERCENT_FLAG])
+        self.applied_percent = new
         if new <= old:
             return
-        approved = [t for t in decision.transitions if t.trigger in PROMOTIONS and t.approvals]
-        assert approved, (
-            f"ENFORCEMENT_PERCENT rose from {old} to {new} without an approval; transitions "
+        promoted = [t for t in decision.transitions if t.trigger == "promote" and t.approvals]
+        if promoted and promoted[-1].to_step == after.step:
+            return
+        promoted_ids = {i for t in decision.transitions for i in t.approvals}
+        fresh = set(after.approvals_consumed) - set(before.approvals_consumed) - promoted_ids
+        approvers = {a.approver for a in self._valid_raise_approvals(seen, after, fresh)}
+        needed = self._raise_needed(self.table.get(after.step))
+        assert len(approvers) >= needed, (
+            f"ENFORCEMENT_PERCENT rose from {old} to {new} at {after.step} with approvers "
+            f"{sorted(approvers)} ({needed} needed); transitions "
             f"{[t.trigger for t in decision.transitions]}, {before.step} ({before.state}) → "
             f"{after.step} ({after.state}), overrides {before.flag_overrides} → "
             f"{after.flag_overrides}"
@@ -801,11 +886,13 @@ _SETTINGS = settings(
 
 
 class TinyPlanSafety(SafetyMachine):
-    plans = (TINY,)
+    plans = (TINY, TINY_EDITED, TINY_RAISED)
+    edits = True
 
 
 class BundledPlanSafety(SafetyMachine):
-    plans = (BUNDLED,)
+    plans = (BUNDLED, BUNDLED_RAISED)
+    edits = True
     healthy_jumps = (0, 30 * MINUTE, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY)
 
 
@@ -832,6 +919,9 @@ class _Driver:
         self.commands: list[Command] = []
         self.approvals: list[Approval] = []
         self.jobs: dict[str, JobObservation] = {}
+        for n in range(self.step.approval.approvers):
+            # The first step of the tiny plan is at 5 %: applying it is a raise from 0.
+            self.approve(f"start-{n}", f"starter-{n}")
 
     @property
     def step(self) -> Step:
@@ -891,6 +981,8 @@ class FindingCommandsHonouredTwice(TinyPlanSafety):
     """Finding 1 (fixed): past 200 handled commands, old ones were honoured again."""
 
     floods = True
+    plans = (TINY,)
+    edits = False
 
 
 class FindingPlanEditDropsWarnOverride(TinyPlanSafety):
@@ -904,12 +996,16 @@ class FindingDuplicateApprovalIds(TinyPlanSafety):
     """Finding 3 (fixed): two approval records with one id were consumed as two approvals."""
 
     duplicate_ids = True
+    plans = (TINY,)
+    edits = False
 
 
 class FindingSoakWhileNotInEffect(TinyPlanSafety):
     """Finding 4 (fixed): time spent verifying after a resume counted as soak."""
 
     checks_soak_only_in_effect = True
+    plans = (TINY,)
+    edits = False
 
 
 # A finding fails within a few dozen examples; shrinking it would take far longer than
