@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from controller.catalog import load_plan
 from controller.cli.waiting import FAILED, REACHED, TIMED_OUT, parse_goal, wait_until
 from controller.clock import VirtualClock
 
@@ -36,7 +37,13 @@ def run(
 
     hours = {"2h": timedelta(hours=2), "10m": timedelta(minutes=10)}[timeout]
     code = wait_until(
-        read, parse_goal(goal), clock, timeout=hours, poll=timedelta(minutes=1), say=said.append
+        read,
+        parse_goal(goal),
+        clock,
+        plan_of=lambda _rollout: load_plan("stage-validation-v3"),
+        timeout=hours,
+        poll=timedelta(minutes=1),
+        say=said.append,
     )
     return code, said, clock
 

@@ -504,13 +504,13 @@ def test_a_command_the_operator_rejects_is_shown_by_status_and_history(
     code, out, _err = stagectl(kubeconfig, "status", "api-rollout", "-o", "json")
     rejected = json.loads(out)["commandsRejected"]
     assert [r["message"] for r in rejected] == [
-        "rollback by bob: e@100 is not before the current step warm"
+        "rollback by alice: e@100 is not before the current step warm"
     ]
     assert rejected[0]["at"].endswith("+00:00") or rejected[0]["at"].endswith("Z")
     code, out, _err = stagectl(kubeconfig, "status", "api-rollout")
     assert code == 0 and "rejected " in out and "e@100 is not before the current step warm" in out
     _code, out, _err = stagectl(kubeconfig, "history", "api-rollout")
-    assert "rejected: rollback by bob: e@100 is not before the current step warm" in out
+    assert "rejected: rollback by alice: e@100 is not before the current step warm" in out
 
 
 def test_a_command_after_one_not_yet_handled_is_left_to_the_operator(

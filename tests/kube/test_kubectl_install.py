@@ -142,6 +142,8 @@ def test_a_table_is_given_only_to_a_client_that_asks_for_the_v1_table(
         "State",
         "Percent",
         "Age",
+        "Phase",
+        "Blocked By",
     ]
 
 
