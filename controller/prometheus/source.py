@@ -31,7 +31,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.ports import WindowRequest
-from controller.prometheus.answers import RangeAsked, Sample, Series, read_instant, read_range
+from controller.prometheus.answers import (
+    RangeAsked,
+    Sample,
+    Series,
+    excerpt,
+    read_instant,
+    read_range,
+)
 from controller.prometheus.transport import (
     RETRY_STATUSES,
     ExchangeLimits,
@@ -88,8 +95,31 @@ class PrometheusSettings(BaseModel):
         if self.ca_file and self.insecure_skip_verify:
             raise ValueError("a CA bundle and insecure_skip_verify contradict each other")
         if not re.match(r"^https?://", self.url):
-            raise ValueError(f"{self.url!r} is not an http(s) URL")
+            raise ValueError(f"{excerpt(self.url)!r} is not an http(s) URL")
+        problem = _url_problem(self.url)
+        if problem is not None:
+            raise ValueError(f"{excerpt(self.url)!r} is not a usable URL: {problem}")
+        if not timedelta(seconds=1) <= self.timeout <= timedelta(minutes=10):
+            raise ValueError("the query timeout must be from 1s to 10m")
         return self
+
+
+def _url_problem(url: str) -> str | None:
+    """Why httpx could not send to `url` (checked once, not at every query)."""
+    if len(url) > 2048:
+        return "longer than 2048 characters"
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as error:
+        return excerpt(str(error))
+    host = parsed.host
+    if not host:
+        return "no host"
+    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        return "the host name is too long"
+    if parsed.query or parsed.fragment:
+        return "a base URL has no query or fragment"
+    return None
 
 
 class PrometheusSource:

@@ -233,6 +233,8 @@ class Exchanger:
                 raise QueryFailed(self._late()) from None
             except httpx.TransportError as error:
                 raise QueryFailed(f"request to Prometheus failed: {_cause(error)}") from None
+            except (httpx.InvalidURL, UnicodeError) as error:
+                raise QueryFailed(f"the Prometheus URL cannot be used: {_cause(error)}") from None
             if wait > deadline - time.monotonic():
                 raise QueryFailed(self._late())
             abandoned.wait(wait)
