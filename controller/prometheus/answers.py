@@ -189,7 +189,7 @@ def _pair(pair: Any, where: str) -> tuple[float, float]:
         )
     timestamp, value = pair
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
-        raise UnusableAnswer(f"{where} has the timestamp {excerpt(timestamp)}, not a number")
+        raise UnusableAnswer(f"{where} has the timestamp {_quoted(timestamp)}, not a number")
     try:
         moment = float(timestamp)
     except OverflowError:
@@ -201,14 +201,14 @@ def _pair(pair: Any, where: str) -> tuple[float, float]:
 
 def _value(value: Any, where: str) -> float:
     if not isinstance(value, str):
-        raise UnusableAnswer(f"{where} has the value {excerpt(value)}, not a number in quotes")
+        raise UnusableAnswer(f"{where} has the value {_quoted(value)}, not a number in quotes")
     if value in _SPECIAL:
         return _SPECIAL[value]
     if not _NUMBER.match(value):
-        raise UnusableAnswer(f"{where} has the value {excerpt(value)}, not a number")
+        raise UnusableAnswer(f"{where} has the value {_quoted(value)}, not a number")
     number = float(value)
     if not math.isfinite(number):
-        raise UnusableAnswer(f"{where} has the value {excerpt(value)}, beyond any finite number")
+        raise UnusableAnswer(f"{where} has the value {_quoted(value)}, beyond any finite number")
     return number
 
 
@@ -238,6 +238,10 @@ def _distinct(label_sets: Any) -> None:
         if key in seen:
             raise UnusableAnswer(f"Prometheus answered the series {excerpt(dict(key))} twice")
         seen.add(key)
+
+
+def _quoted(value: Any) -> str:
+    return repr(excerpt(value)) if isinstance(value, str) else excerpt(value)
 
 
 def _kind_of(value: Any) -> str:

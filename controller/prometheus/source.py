@@ -80,7 +80,7 @@ class PrometheusSettings(BaseModel):
     insecure_skip_verify: bool = False
     max_concurrency: int = Field(default=16, ge=1, le=256)
     max_answer_bytes: int = Field(
-        default=2 * 1024 * 1024,
+        default=1024 * 1024,
         ge=1024,
         le=64 * 1024 * 1024,
         description="cap on one answer, as sent and as expanded",
