@@ -114,7 +114,10 @@ def compose(text: str, source: str, kind: str) -> tuple[yaml.Node | None, Any]:
                 )
             ],
         )
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as error:
+        raise DocumentError(source, kind, [_reader_problem(error, text)]) from None
     try:
         root = loader.get_single_node()
         problems = list(_duplicate_keys(root)) + list(_expansion(root))
@@ -128,6 +131,8 @@ def compose(text: str, source: str, kind: str) -> tuple[yaml.Node | None, Any]:
         raise DocumentError(source, kind, [Located((), message, deep.line)]) from None
     except yaml.MarkedYAMLError as error:
         raise DocumentError(source, kind, [_syntax_problem(error, text)]) from None
+    except yaml.reader.ReaderError as error:
+        raise DocumentError(source, kind, [_reader_problem(error, text)]) from None
     except yaml.YAMLError as error:
         raise DocumentError(
             source, kind, [Located((), f"YAML: {_short(str(error))}", None)]
@@ -166,6 +171,15 @@ def parse_document(
         if problems:
             raise DocumentError(source, kind, problems)
     return parsed
+
+
+def _reader_problem(error: yaml.reader.ReaderError, text: str) -> Located:
+    """A character YAML does not allow (a NUL, a control character), with its line."""
+    offset = error.position
+    line = text.count("\n", 0, offset) + 1
+    code = f"U+{error.character:04X}" if isinstance(error.character, int) else "a character"
+    message = f"YAML does not allow the character {code} (character {offset} of the text)"
+    return Located((), message, line)
 
 
 def _expansion(root: yaml.Node | None) -> Iterator[Located]:
