@@ -14,6 +14,7 @@ import yaml
 from controller.files import FileUnusable, read_text
 from controller.kube.resources import PlanSource
 from controller.sim.scenario import Scenario, parse_scenario
+from phases.numbers import short
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
 
@@ -83,8 +84,20 @@ def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
 def load_plan_source(source: PlanSource, *, where: str) -> Plan:
     """The plan a rollout names (bundled) or carries inline; DocumentError names `where`."""
     if source.name is not None:
+        # A namespace user wrote this name: a bundled plan only, never a path on the
+        # operator's disk (its token, its config) read and quoted back in errors.
+        names = bundled_plans()
+        if source.name not in names:
+            raise NotFound(
+                f"no bundled plan called {short(source.name)}; the bundled plans "
+                f"are {', '.join(names)}"
+            )
         return load_plan(source.name)
-    return parse_plan(yaml.safe_dump(source.inline, sort_keys=False), source=where)
+    try:
+        text = yaml.safe_dump(source.inline, sort_keys=False)
+    except (RecursionError, ValueError, yaml.YAMLError):
+        raise NotFound(f"{where}: the inline plan cannot be read as a document") from None
+    return parse_plan(text, source=where)
 
 
 def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -> Scenario:
