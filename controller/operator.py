@@ -22,6 +22,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from pydantic import ValidationError
 
 from controller.clock import SystemClock
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
@@ -77,6 +78,16 @@ class _NoPrometheus:
         return None
 
 
+class _UnusablePrometheus(_NoPrometheus):
+    """A spec.prometheus the settings refuse (a malformed URL, a 0s timeout): unknown, with why."""
+
+    def __init__(self, error: ValidationError) -> None:
+        first = error.errors()[0]
+        self.REASON = (
+            f"spec.prometheus is unusable: {str(first['msg']).removeprefix('Value error, ')[:200]}"
+        )
+
+
 class Operator:
     """Runs reconcile passes for every StageRollout it can see."""
 
@@ -129,13 +140,16 @@ class Operator:
 
     def _metrics_for(self, spec: StageRolloutSpec, plan: Plan) -> MetricsSource:
         if spec.prometheus is not None:
-            settings = PrometheusSettings(
-                url=spec.prometheus.url,
-                timeout=spec.prometheus.timeout,
-                bearer_token_file=spec.prometheus.bearer_token_file,
-                ca_file=spec.prometheus.ca_file,
-                insecure_skip_verify=spec.prometheus.insecure_skip_verify,
-            )
+            try:
+                settings = PrometheusSettings(
+                    url=spec.prometheus.url,
+                    timeout=spec.prometheus.timeout,
+                    bearer_token_file=spec.prometheus.bearer_token_file,
+                    ca_file=spec.prometheus.ca_file,
+                    insecure_skip_verify=spec.prometheus.insecure_skip_verify,
+                )
+            except ValidationError as error:
+                return _UnusablePrometheus(error)
         elif self.settings.prometheus_url:
             settings = PrometheusSettings(url=self.settings.prometheus_url)
         else:

@@ -97,7 +97,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     ),
     "crd-directory-is-a-file": (["crd", "generate", "-d", "{not_utf8}"], "is not a directory"),
     "kubeconfig-not-utf8": (
-        ["run", "--kubeconfig", "{not_utf8}"],
+        ["status", "--kubeconfig", "{not_utf8}"],
         "no cluster reachable: kubeconfig {not_utf8} is not UTF-8 text",
     ),
     "kubeconfig-is-a-directory": (

@@ -93,7 +93,7 @@ def worst(request: Request) -> Reply:
     if kind == 1:
         return Reply(200, {"Content-Encoding": "gzip"}, bomb())
     if kind == 2:
-        return Reply(200, {}, b'{"status": "success", "data": ' * 10, pause_seconds=0.1)
+        return Reply(200, {}, b'{"status": "success", "data": ' * 2, pause_seconds=0.05)
     body = just_under_the_cap(
         float(request.params["start"]), float(request.params["step"].rstrip("s"))
     )
