@@ -207,6 +207,13 @@ class Exchanger:
             raise QueryFailed(self._late()) from None
         except UnusableAnswer as error:
             raise QueryFailed(str(error)) from None
+        except QueryFailed:
+            raise
+        except Exception as error:
+            # Whatever else an exchange raises still ends as an unknown, never a crashed tick.
+            raise QueryFailed(
+                f"the query failed: {type(error).__name__}: {excerpt(str(error))}"
+            ) from None
 
     def _late(self) -> str:
         return (
