@@ -64,8 +64,8 @@ class ExchangeLimits:
 class AnswerBudget:
     """Memory that answers being read at once may take, across every source of the process.
 
-    An answer is charged `PARSED_FACTOR` times its expanded size: its bytes, their
-    JSON objects and the points made from them are alive together while it is read.
+    An answer is charged `PARSED_FACTOR` times its expanded size while it is read and
+    parsed; parsing itself is limited to `PARSING` answers at a time.
     """
 
     def __init__(self, limit: int) -> None:
@@ -87,13 +87,14 @@ class AnswerBudget:
             self._used -= count
 
 
-# An answer of [timestamp, "value"] pairs, parsed and read into points, takes about
-# eleven times its size (measured with tracemalloc on a 1 MiB range answer).
-PARSED_FACTOR = 12
-# With the operator's own ~60 MiB and its threads, a pass whose every Prometheus answers
-# with the worst peaked at 167-186 MiB (tests/prometheus/test_answer_memory.py), inside
-# the Deployment's 256 Mi limit.
-ANSWER_BUDGET = AnswerBudget(32 * 1024 * 1024)
+# Bytes read are held twice (the chunks and the joined body) before parsing.
+PARSED_FACTOR = 2
+# Parsing holds the GIL anyway, so one at a time costs no throughput. A parsed 1 MiB
+# range answer takes about 10.5 MiB (tracemalloc); with every thread parsing at once
+# the heap of tests/prometheus/test_answer_memory.py grew past the Deployment's 256 Mi.
+# With one parse and 16 MiB of answer bytes in flight its peak RSS was 172-183 MiB.
+PARSING = threading.BoundedSemaphore(1)
+ANSWER_BUDGET = AnswerBudget(16 * 1024 * 1024)
 
 
 def read_secret(path: Path, what: str) -> str:
@@ -288,7 +289,8 @@ class Exchanger:
             body = read_capped(response, self.limits.max_answer_bytes, deadline, abandoned, take)
             if response.status_code != 200:
                 raise QueryFailed(_http_error(response.status_code, body))
-            return reader(parse_json(body))
+            with PARSING:
+                return reader(parse_json(body))
 
     @contextmanager
     def _reserved(self) -> Iterator[Callable[[int], None]]:
