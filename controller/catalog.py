@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from controller.files import FileUnusable, read_text
 from controller.sim.scenario import Scenario, parse_scenario
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
@@ -19,6 +20,10 @@ DEFAULT_SCENARIO = "happy-path"
 
 class NotFound(LookupError):
     """A plan or scenario that is neither a file nor a bundled name."""
+
+
+class Unreadable(NotFound):
+    """A plan or scenario file that exists but cannot be read as a document."""
 
 
 def bundled_plans() -> list[str]:
@@ -40,16 +45,25 @@ def _read(
     reference: str, package: str, folder: str, kind: str, names: list[str]
 ) -> tuple[str, str]:
     path = Path(reference)
-    if reference.endswith((".yaml", ".yml")) or path.exists():
-        if not path.is_file():
-            raise NotFound(f"{kind} file {reference} does not exist")
-        return path.read_text(encoding="utf-8"), str(path)
+    if reference.endswith((".yaml", ".yml")) or _exists(path):
+        try:
+            return read_text(path, f"{kind} file"), str(path)
+        except FileUnusable as error:
+            raise Unreadable(str(error)) from None
     if reference in names:
         item = resources.files(package).joinpath(folder, f"{reference}.yaml")
         return item.read_text(encoding="utf-8"), f"{reference} (bundled {kind})"
+    shown = reference if len(reference) <= 80 else f"{reference[:80]}…"
     raise NotFound(
-        f"no {kind} called {reference!r}: not a file, and the bundled {kind}s are {', '.join(names)}"
+        f"no {kind} called {shown!r}: not a file, and the bundled {kind}s are {', '.join(names)}"
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
 
 
 def read_plan(reference: str = DEFAULT_PLAN) -> tuple[str, str]:

@@ -4,6 +4,12 @@ A bad plan must never half-load. Every problem is reported with the document's
 name, the field path (`phases[3].steps[0].flags.ENFORCEMENT_PERCENT`) and the line,
 whether it comes from YAML syntax, a field's shape or a rule across fields. This
 module parses text; reading files is the caller's business.
+
+Documents come from people and from namespace users, so the text is bounded before
+it is trusted: at most `MAX_DOCUMENT_CHARS`, parsed once, nesting refused past
+`MAX_DEPTH` (with its line, before Python's own stack would overflow), aliases
+refused when they expand past `MAX_VALUES`, and messages quote at most a short
+excerpt of a bad value.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
+
+from phases.numbers import short
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Path = tuple[str | int, ...]
@@ -52,7 +60,7 @@ class DocumentError(ValueError):
         for problem in self.problems:
             where = format_path(problem.path) or "(document)"
             line = f", line {problem.line}" if problem.line is not None else ""
-            lines.append(f"  {where}{line}: {problem.message}")
+            lines.append(f"  {_short(where)}{line}: {_short(problem.message)}")
         return "\n".join(lines)
 
 
@@ -64,6 +72,80 @@ def format_path(path: Path) -> str:
     return text
 
 
+MAX_DOCUMENT_CHARS = 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
+_MAX_MESSAGE = 300
+
+
+class _TooDeep(Exception):
+    """Nesting past MAX_DEPTH, found while composing (before Python's stack runs out)."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH while it composes."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def compose(text: str, source: str, kind: str) -> tuple[yaml.Node | None, Any]:
+    """Parse the YAML once: its node tree (for lines) and its data; DocumentError if bad."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise DocumentError(
+            source,
+            kind,
+            [
+                Located(
+                    (),
+                    f"{len(text)} characters; a {kind} may hold at most {MAX_DOCUMENT_CHARS}",
+                    None,
+                )
+            ],
+        )
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as error:
+        raise DocumentError(source, kind, [_reader_problem(error, text)]) from None
+    try:
+        root = loader.get_single_node()
+        problems = list(_duplicate_keys(root)) + list(_expansion(root))
+        if problems:
+            raise DocumentError(source, kind, problems)
+        data = loader.construct_document(root) if root is not None else None
+    except DocumentError:
+        raise
+    except _TooDeep as deep:
+        message = f"nested deeper than {MAX_DEPTH} levels"
+        raise DocumentError(source, kind, [Located((), message, deep.line)]) from None
+    except yaml.MarkedYAMLError as error:
+        raise DocumentError(source, kind, [_syntax_problem(error, text)]) from None
+    except yaml.reader.ReaderError as error:
+        raise DocumentError(source, kind, [_reader_problem(error, text)]) from None
+    except yaml.YAMLError as error:
+        raise DocumentError(
+            source, kind, [Located((), f"YAML: {_short(str(error))}", None)]
+        ) from None
+    except (ValueError, OverflowError, RecursionError) as error:
+        # PyYAML's constructors call int() and float() on hostile digits.
+        message = f"a value YAML cannot construct: {_short(str(error))}"
+        raise DocumentError(source, kind, [Located((), message, None)]) from None
+    finally:
+        loader.dispose()
+    return root, data
+
+
 def parse_document(
     text: str,
     model: type[ModelT],
@@ -73,16 +155,7 @@ def parse_document(
     checks: Callable[[ModelT], Iterable[Problem]] | None = None,
 ) -> ModelT:
     """Parse YAML text into `model`, running `checks` after; raise DocumentError on any problem."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        duplicates = list(_duplicate_keys(root))
-        if duplicates:
-            raise DocumentError(source, kind, duplicates)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        raise DocumentError(source, kind, [_syntax_problem(error, text)]) from None
-    except yaml.YAMLError as error:
-        raise DocumentError(source, kind, [Located((), f"YAML: {error}", None)]) from None
+    root, data = compose(text, source, kind)
     if not isinstance(data, dict):
         found = "an empty document" if data is None else _found(data)
         raise DocumentError(
@@ -100,12 +173,52 @@ def parse_document(
     return parsed
 
 
+def _reader_problem(error: yaml.reader.ReaderError, text: str) -> Located:
+    """A character YAML does not allow (a NUL, a control character), with its line."""
+    offset = error.position
+    line = text.count("\n", 0, offset) + 1
+    code = f"U+{error.character:04X}" if isinstance(error.character, int) else "a character"
+    message = f"YAML does not allow the character {code} (character {offset} of the text)"
+    return Located((), message, line)
+
+
+def _expansion(root: yaml.Node | None) -> Iterator[Located]:
+    """Aliases that expand a small text into a huge tree (a billion laughs)."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    pending = [root] if root is not None else []
+    while pending:
+        node = pending.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = 0
+        order.append(node)
+        pending.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = min(MAX_VALUES + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
+    if root is not None and sizes[id(root)] > MAX_VALUES:
+        message = f"its aliases expand to more than {MAX_VALUES} values"
+        yield Located((), message, None)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else f"{text[:_MAX_MESSAGE]}…"
+
+
 def locate(text: str, source: str, kind: str, problems: Iterable[Problem]) -> DocumentError | None:
     """Problems found outside parsing (e.g. by Prometheus), located in the document's text."""
     found = list(problems)
     if not found:
         return None
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    root, _data = compose(text, source, kind)
     return DocumentError(
         source, kind, [Located(p.path, p.message, _line_of(root, p.path)) for p in found]
     )
@@ -179,6 +292,7 @@ _SCALAR_NAMES = {
     "int": "a whole number",
     "str": "a string",
     "bool": "true/false",
+    "function-before[finite_number(), float]": "a number",
 }
 
 
@@ -246,7 +360,7 @@ def _found(value: Any) -> str:
         return "a list"
     if value is None:
         return "an empty value (null)"
-    return repr(value)
+    return short(value) if isinstance(value, str) else _short(repr(value))
 
 
 def _member_text(name: str, model: type[BaseModel]) -> str:

@@ -2,19 +2,30 @@
 
 Plans and scenarios are read by people first, so durations are short strings;
 inside the core they are plain `timedelta`s.
+
+A duration is a whole number of seconds, at most `MAX_DURATION` (ten years), in
+ASCII digits. Whole seconds because the content hash renders durations back to
+this notation: two plans that differed only below a second would share a hash,
+and an approval for one would count for the other. Nothing in a rollout is timed
+below a second (ticks, windows and resolutions are seconds at the least).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
+from fractions import Fraction
 from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from phases.numbers import short
+
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_PART = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,9})?)([smhdw])")
+MAX_DURATION = timedelta(days=3660)
+_MAX_TEXT = 64
 
 
 def parse_duration(text: str) -> timedelta:
@@ -23,17 +34,22 @@ def parse_duration(text: str) -> timedelta:
     if not cleaned:
         raise ValueError("empty duration; write e.g. 30m, 24h or 2d")
     position = 0
-    seconds = 0.0
-    for match in _PART.finditer(cleaned):
+    seconds = Fraction(0)
+    for match in _PART.finditer(cleaned[: _MAX_TEXT + 1]):
         if match.start() != position:
             break
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds += Fraction(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
     if position != len(cleaned):
         raise ValueError(
-            f"invalid duration {text!r}; write a number and a unit s, m, h, d or w (e.g. 30m, 24h, 2d)"
+            f"invalid duration {short(text)}; write a number and a unit s, m, h, d or w "
+            "(e.g. 30m, 24h, 2d), in ASCII digits"
         )
-    return timedelta(seconds=seconds)
+    if seconds.denominator != 1:
+        raise ValueError(f"duration {short(text)} is not a whole number of seconds")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {short(text)} is longer than the 3660d (ten years) allowed")
+    return timedelta(seconds=int(seconds))
 
 
 @lru_cache(maxsize=4096)
@@ -58,7 +74,19 @@ def _coerce(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a duration is a string such as 30m, not a boolean")
     if isinstance(value, int | float):
-        raise ValueError(f"a duration needs a unit: write {value}s, {value}m or {value}h")
+        raise ValueError(
+            f"a duration needs a unit: write {value:.6g}s, {value:.6g}m or {value:.6g}h"
+        )
+    if isinstance(value, timedelta):
+        return _checked(value)
+    raise ValueError("a duration is a string such as 30m")
+
+
+def _checked(value: timedelta) -> timedelta:
+    if value.microseconds:
+        raise ValueError(f"duration {value} is not a whole number of seconds")
+    if abs(value) > MAX_DURATION:
+        raise ValueError("duration is longer than the 3660d (ten years) allowed")
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from phases.numbers import short
 from phases.plan import (
     DRY_RUN_FLAG,
     KNOWN_FLAGS,
@@ -53,16 +54,21 @@ def normalise_flag(name: str, value: FlagValue) -> str:
 
 
 def parse_percent(value: FlagValue) -> int:
-    """An enforcement percentage: a whole number from 0 to 100."""
+    """An enforcement percentage: a whole number from 0 to 100, in ASCII digits."""
+    wrong = f"{PERCENT_FLAG} must be a whole number from 0 to 100"
     if isinstance(value, bool):
-        raise ValueError(f"{PERCENT_FLAG} must be a whole number from 0 to 100, not {value!r}")
-    try:
-        percent = int(value) if isinstance(value, int) else int(str(value).strip())
-    except ValueError:
-        raise ValueError(
-            f"{PERCENT_FLAG} must be a whole number from 0 to 100, not {value!r}"
-        ) from None
-    if not 0 <= percent <= 100:
+        raise ValueError(f"{wrong}, not {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value <= 100:
+            shown = str(value) if abs(value) < 10**9 else "a number that large"
+            raise ValueError(f"{PERCENT_FLAG} must be from 0 to 100, not {shown}")
+        return value
+    text = str(value).strip()
+    # int() alone would read non-ASCII digits: '٣٠' as 30.
+    if not (text.isascii() and text.isdigit() and len(text) <= 3):
+        raise ValueError(f"{wrong}, not {short(text)}")
+    percent = int(text)
+    if percent > 100:
         raise ValueError(f"{PERCENT_FLAG} must be from 0 to 100, not {percent}")
     return percent
 

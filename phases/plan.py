@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from phases.durations import Duration
+from phases.numbers import FiniteNumber
 
 Comparator = Literal["<", "<=", ">", ">="]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -61,12 +62,12 @@ class Signal(StrictModel):
 class AdaptiveThreshold(StrictModel):
     """`max(min, baseline × multiplier)`, the baseline captured earlier in the rollout."""
 
-    min: float
+    min: FiniteNumber
     baseline: str = Field(min_length=1, description="signal whose captured baseline is used")
-    multiplier: float = Field(gt=0)
+    multiplier: FiniteNumber = Field(gt=0)
 
 
-Threshold = float | AdaptiveThreshold
+Threshold = FiniteNumber | AdaptiveThreshold
 
 
 def _check_name(value: str | None) -> str | None:
@@ -206,7 +207,7 @@ class ApprovalPolicy(StrictModel):
     """Whether promotion out of a step waits for people, and for how many."""
 
     required: bool = False
-    approvers: int = Field(default=1, ge=1, description="distinct approvers needed")
+    approvers: int = Field(default=1, ge=1, le=100, description="distinct approvers needed")
     distinct_from_requester: bool = Field(
         default=False, description="the person who created the rollout does not count"
     )
@@ -366,7 +367,7 @@ class ObservedMode(StrictModel):
     """A signal through which the app reports the mode it really runs in."""
 
     signal: str
-    values: dict[str, float] = Field(
+    values: dict[str, FiniteNumber] = Field(
         default_factory=lambda: {"off": 0.0, "warn": 1.0, "enforce": 2.0},
         description="the signal's value for each STAGE_VALIDATION_MODE",
     )
@@ -378,12 +379,20 @@ class Evaluation(StrictModel):
     resolution: Duration = timedelta(minutes=1)
     gap_tolerance: Duration = timedelta(minutes=5)
 
+    @field_validator("resolution")
+    @classmethod
+    def _resolution_positive(cls, value: timedelta) -> timedelta:
+        # A zero step would ask Prometheus for infinitely many points.
+        if value < timedelta(seconds=1):
+            raise ValueError("resolution must be at least 1s")
+        return value
+
 
 class Plan(StrictModel):
     """A whole rollout plan. Its content hash binds approvals to this exact version."""
 
-    name: str
-    version: str
+    name: str = Field(min_length=1, max_length=253)
+    version: str = Field(min_length=1, max_length=63)
     description: str = ""
     signals: dict[str, Signal] = Field(min_length=1)
     observed_mode: ObservedMode | None = None

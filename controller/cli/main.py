@@ -28,6 +28,14 @@ from controller.catalog import (
     read_plan,
 )
 from controller.cli import rollout_commands
+from controller.cli.arguments import (
+    checked_moment,
+    duration_option,
+    readable_file,
+    tick_count,
+    writable_directory,
+    writable_file,
+)
 from controller.cli.errors import fail
 from phases.documents import DocumentError
 from phases.durations import format_duration, parse_duration
@@ -282,6 +290,8 @@ def simulate_command(
 
     if plot is not None and plot.suffix.lower() != ".png":
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
+    if plot is not None:
+        writable_file("--plot", plot)
     loaded = _plan(plan)
     try:
         story = load_scenario(scenario, loaded)
@@ -327,7 +337,8 @@ def _moment(option: str, text: str) -> datetime:
             fail(f"{option} {text!r}: {error}")
         if rest and rest[0] not in "+-":
             fail(f"{option} {text!r}: write now, now-3d or now+1h")
-        return SystemClock().now() + (offset if rest.startswith("+") else -offset)
+        moment = SystemClock().now() + (offset if rest.startswith("+") else -offset)
+        return checked_moment(option, text, moment)
     try:
         moment = datetime.fromisoformat(cleaned.replace("Z", "+00:00"))
     except ValueError:
@@ -336,7 +347,7 @@ def _moment(option: str, text: str) -> datetime:
         )
     if moment.tzinfo is None:
         fail(f"{option} {text!r} has no time zone: add Z or an offset such as +01:00")
-    return moment
+    return checked_moment(option, text, moment)
 
 
 def _prometheus_settings(
@@ -346,6 +357,11 @@ def _prometheus_settings(
 
     from controller.prometheus.source import PrometheusSettings
 
+    duration_option("--query-timeout", timeout, at_most=timedelta(minutes=10))
+    if bearer_token_file is not None:
+        readable_file("--bearer-token-file", bearer_token_file)
+    if ca_file is not None:
+        readable_file("--ca-file", ca_file, limit=1024 * 1024)
     try:
         return PrometheusSettings(
             url=url,
@@ -400,12 +416,8 @@ def replay_command(
     begin, finish = _moment("--start", start), _moment("--end", end)
     if finish <= begin:
         fail(f"--end {finish.isoformat()} is not after --start {begin.isoformat()}")
-    try:
-        step = parse_duration(tick)
-    except ValueError as error:
-        fail(f"--tick {tick!r}: {error}")
-    if step <= timedelta(0):
-        fail("--tick must be longer than 0s")
+    step = duration_option("--tick", tick)
+    tick_count("--tick", begin, finish, step)
     settings = _prometheus_settings(
         prometheus, query_timeout, bearer_token_file, ca_file, insecure_skip_verify
     )
@@ -589,18 +601,18 @@ def _notifier(path: Path) -> Notifier:
     from pydantic import TypeAdapter, ValidationError
 
     from controller.notifications import NotificationSink, Notifier
+    from phases.documents import compose
 
+    text = readable_file("--notifications", path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        _root, raw = compose(text, f"--notifications {path}", "list of sinks")
         sinks = TypeAdapter(list[NotificationSink]).validate_python(raw)
-    except OSError as error:
-        fail(f"--notifications {path}: {error.strerror}")
-    except yaml.YAMLError as error:
-        fail(f"--notifications {path}: not YAML: {error}")
+    except DocumentError as error:
+        fail(str(error))
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        fail(f"--notifications {path}: [{where}]: {first['msg']}")
+        fail(f"--notifications {path}: [{where}]: {first['msg'][:200]}")
     return Notifier(sinks)
 
 
@@ -621,9 +633,12 @@ def crd_generate(
     if output is None:
         typer.echo("---\n".join(render_crd(name) for name in CRDS), nl=False)
         return
-    output.mkdir(parents=True, exist_ok=True)
+    writable_directory("--output-dir", output)
     for name in CRDS:
-        (output / name).write_text(render_crd(name), encoding="utf-8")
+        try:
+            (output / name).write_text(render_crd(name), encoding="utf-8")
+        except OSError as error:
+            fail(f"--output-dir {output}: {name} cannot be written: {error.strerror or error}")
         typer.echo(f"wrote {output / name}")
 
 

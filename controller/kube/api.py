@@ -9,11 +9,13 @@ the rest of the code with a message saying what was refused and why.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -116,12 +118,14 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             return client.ApiClient()
         except config.ConfigException:
             pass
+    if kubeconfig is not None:
+        _check_kubeconfig_files(kubeconfig)
     try:
         configuration = client.Configuration()
         config.load_kube_config(
             config_file=kubeconfig, context=context, client_configuration=configuration
         )
-    except (config.ConfigException, FileNotFoundError, OSError) as error:
+    except (config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
         where = kubeconfig or "~/.kube/config"
         raise KubeError(
             0, "NoConfig", f"no cluster reachable: cannot load kubeconfig {where}: {error}"
@@ -149,6 +153,17 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
         except OSError:
             pass
     return "default"
+def _check_kubeconfig_files(kubeconfig: str) -> None:
+    """Each file of a kubeconfig list is a regular UTF-8 file of at most 1 MiB."""
+    from pathlib import Path
+
+    from controller.files import FileUnusable, read_text
+
+    for part in kubeconfig.split(os.pathsep):
+        try:
+            read_text(Path(part), "kubeconfig")
+        except FileUnusable as error:
+            raise KubeError(0, "NoConfig", f"no cluster reachable: {error}") from None
 
 
 class KubeApi:

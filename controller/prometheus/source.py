@@ -1,15 +1,15 @@
 """Reads signals and alerts from a real Prometheus, at any evaluation time.
 
-Queries go through `prometheus-api-client` (`custom_query`, `custom_query_range`)
-on a `requests` session that carries what a production Prometheus needs: a
-per-request timeout, retries with exponential backoff on 429/5xx and connection
-errors (urllib3's `Retry`), a bearer token read from a file and read again when the
-file changes, basic auth, a CA bundle or an explicit insecure switch. The client
-is synchronous, so concurrency comes from a thread pool: `prefetch` sends every
+Queries are GETs of the HTTP API (`/api/v1/query`, `/api/v1/query_range`) through
+`controller.prometheus.transport`, which bounds each exchange (one deadline with
+retries and `Retry-After` included, a size cap compressed and expanded, no
+redirects), and every answer goes through `controller.prometheus.answers`, the
+strict reader. Credentials: a bearer token read from a file and read again when
+the file changes, basic auth with a password file, a CA bundle or an explicit
+insecure switch. Concurrency comes from a thread pool: `prefetch` sends every
 distinct (query, window) of a tick at once, each exactly once however many
 rollouts need it, and the per-rollout reads that follow are answered from that
-tick's cache. httpx is not needed here: the pool gives the concurrency, and the
-session gives the control.
+tick's cache.
 
 Every failure becomes a summary with a precise error, which the core judges as
 `unknown`: nothing a Prometheus does escapes a tick as an exception.
@@ -17,31 +17,52 @@ Every failure becomes a summary with a precise error, which the core judges as
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
-from urllib3.util.retry import Retry
 
 from controller.ports import WindowRequest
+from controller.prometheus.answers import (
+    RangeAsked,
+    Sample,
+    Series,
+    excerpt,
+    read_instant,
+    read_range,
+)
+from controller.prometheus.transport import (
+    RETRY_STATUSES,
+    BearerToken,
+    ExchangeLimits,
+    Exchanger,
+    PasswordFileAuth,
+    QueryFailed,
+    TokenFileAuth,
+    tls_verification,
+)
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
 from phases.verdicts import WindowSummary
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+__all__ = [
+    "RETRY_STATUSES",
+    "PrometheusSettings",
+    "PrometheusSource",
+    "TokenFileAuth",
+    "describe",
+    "summarize_samples",
+]
+
+ResultT = TypeVar("ResultT")
 
 
 class PrometheusSettings(BaseModel):
@@ -62,6 +83,12 @@ class PrometheusSettings(BaseModel):
     """A token held in memory (from a rollout's Secret), never a file a rollout chose."""
     basic_auth_password: SecretStr | None = None
     max_concurrency: int = Field(default=16, ge=1, le=256)
+    max_answer_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="cap on one answer, as sent and as expanded",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> PrometheusSettings:
@@ -78,54 +105,31 @@ class PrometheusSettings(BaseModel):
         if self.ca_file and self.insecure_skip_verify:
             raise ValueError("a CA bundle and insecure_skip_verify contradict each other")
         if not re.match(r"^https?://", self.url):
-            raise ValueError(f"{self.url!r} is not an http(s) URL")
+            raise ValueError(f"{excerpt(self.url)!r} is not an http(s) URL")
+        problem = _url_problem(self.url)
+        if problem is not None:
+            raise ValueError(f"{excerpt(self.url)!r} is not a usable URL: {problem}")
+        if not timedelta(seconds=1) <= self.timeout <= timedelta(minutes=10):
+            raise ValueError("the query timeout must be from 1s to 10m")
         return self
 
 
-class TokenFileAuth(requests.auth.AuthBase):
-    """A bearer token read from a file, read again whenever the file changes (rotation)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
-        self._token = ""
-
-    def token(self) -> str:
-        stat = self._path.stat()
-        stamp = (stat.st_mtime, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                self._token = self._path.read_text(encoding="utf-8").strip()
-                self._stamp = stamp
-            return self._token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token()}"
-        return request
-
-
-class _TokenAuth(requests.auth.AuthBase):
-    """A bearer token held in memory."""
-
-    def __init__(self, token: SecretStr) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
-        return request
-
-
-class _PasswordFileAuth(requests.auth.HTTPBasicAuth):
-    """Basic auth whose password is read from a file at each request."""
-
-    def __init__(self, user: str, password_file: Path) -> None:
-        super().__init__(user, "")
-        self._password_file = password_file
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        self.password = self._password_file.read_text(encoding="utf-8").strip()
-        return super().__call__(request)
+def _url_problem(url: str) -> str | None:
+    """Why httpx could not send to `url` (checked once, not at every query)."""
+    if len(url) > 2048:
+        return "longer than 2048 characters"
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as error:
+        return excerpt(str(error))
+    host = parsed.host
+    if not host:
+        return "no host"
+    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        return "the host name is too long"
+    if parsed.query or parsed.fragment:
+        return "a base URL has no query or fragment"
+    return None
 
 
 class PrometheusSource:
@@ -134,39 +138,23 @@ class PrometheusSource:
     def __init__(self, settings: PrometheusSettings, resolution: timedelta) -> None:
         self.settings = settings
         self.resolution = resolution
-        session = requests.Session()
-        session.verify = (
-            str(settings.ca_file) if settings.ca_file else not settings.insecure_skip_verify
-        )
-        retry = Retry(
-            total=settings.retries,
-            connect=settings.retries,
-            read=0,
-            status=settings.retries,
-            backoff_factor=settings.backoff_seconds,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=None,
-            raise_on_status=False,
-        )
-        session.mount(settings.url, HTTPAdapter(max_retries=retry))
-        auth: requests.auth.AuthBase | None = None
-        if settings.bearer_token_file is not None:
-            auth = TokenFileAuth(settings.bearer_token_file)
-        elif settings.basic_auth_user and settings.basic_auth_password_file:
-            auth = _PasswordFileAuth(settings.basic_auth_user, settings.basic_auth_password_file)
-        elif settings.bearer_token is not None:
-            auth = _TokenAuth(settings.bearer_token)
-        elif settings.basic_auth_user and settings.basic_auth_password is not None:
-            auth = requests.auth.HTTPBasicAuth(
-                settings.basic_auth_user, settings.basic_auth_password.get_secret_value()
+        self._unusable: str | None = None
+        self._exchanger: Exchanger | None = None
+        try:
+            self._exchanger = Exchanger(
+                settings.url,
+                ExchangeLimits(
+                    deadline_seconds=settings.timeout.total_seconds(),
+                    retries=settings.retries,
+                    backoff_seconds=settings.backoff_seconds,
+                    max_answer_bytes=settings.max_answer_bytes,
+                ),
+                auth=_auth(settings),
+                verify=tls_verification(settings.ca_file, settings.insecure_skip_verify),
+                concurrency=settings.max_concurrency,
             )
-        self._client = PrometheusConnect(
-            url=settings.url.rstrip("/"),
-            session=session,
-            retry=retry,
-            auth=auth,
-            timeout=settings.timeout.total_seconds(),
-        )
+        except QueryFailed as failure:
+            self._unusable = str(failure)
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="prometheus"
         )
@@ -179,7 +167,8 @@ class PrometheusSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        if self._exchanger is not None:
+            self._exchanger.close()
 
     # reading ------------------------------------------------------------------
 
@@ -208,7 +197,7 @@ class PrometheusSource:
     def _read_window(self, query: str, window: timedelta, at: datetime) -> WindowSummary:
         try:
             series = self._range(query, at - window, at)
-        except _QueryFailed as failure:
+        except QueryFailed as failure:
             return WindowSummary.failed(query, window, str(failure))
         if len(series) > 1:
             return WindowSummary(query=query, window=window, series=len(series))
@@ -226,11 +215,9 @@ class PrometheusSource:
         pattern = "|".join(re.escape(name) for name in names)
         query = f'ALERTS{{alertstate="firing",alertname=~"{pattern}"}}'
         try:
-            result = self._instant(query, at)
-            reading = AlertReading(
-                frozenset(item["metric"].get("alertname", "") for item in result)
-            )
-        except _QueryFailed as failure:
+            samples = self._instant(query, at)
+            reading = AlertReading(frozenset(_alert_names(samples)))
+        except QueryFailed as failure:
             reading = AlertReading(None, f"alerts could not be read: {failure}")
         with self._lock:
             if self._tick == at:
@@ -241,11 +228,11 @@ class PrometheusSource:
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         try:
             series = self._range(query, start, end)
-        except _QueryFailed:
+        except QueryFailed:
             return None
         if len(series) != 1:
             return None
-        values = [v for v in _values(series[0]) if math.isfinite(v)]
+        values = [value for _ts, value in series[0].points if math.isfinite(value)]
         return sum(values) / len(values) if values else None
 
     def modes(self, query: str, at: datetime) -> tuple[float, ...] | None:
@@ -256,16 +243,17 @@ class PrometheusSource:
 
     def _read_modes(self, query: str, at: datetime) -> tuple[float, ...] | None:
         try:
-            result = self._instant(query, at)
-        except _QueryFailed:
+            samples = self._instant(query, at)
+        except QueryFailed:
             return None
-        return tuple(float(item["value"][1]) for item in result)
+        values = tuple(sample.value for sample in samples)
+        return values if all(math.isfinite(value) for value in values) else None
 
     def check_query(self, query: str, at: datetime) -> str | None:
         """None when Prometheus accepts the expression; otherwise its complaint."""
         try:
             self._instant(query, at)
-        except _QueryFailed as failure:
+        except QueryFailed as failure:
             return str(failure)
         return None
 
@@ -275,92 +263,59 @@ class PrometheusSource:
         with self._lock:
             self.queries_sent += 1
 
-    def _instant(self, query: str, at: datetime) -> list[dict[str, Any]]:
+    def _get(self, path: str, params: dict[str, str], reader: Callable[[Any], ResultT]) -> ResultT:
         self._count()
-        return _guarded(
-            lambda: self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"})
+        if self._exchanger is None:
+            raise QueryFailed(self._unusable or "Prometheus settings unusable")
+        return self._exchanger.get(path, params, reader)
+
+    def _instant(self, query: str, at: datetime) -> list[Sample]:
+        moment = round(at.timestamp(), 3)
+        params = {"query": query, "time": f"{moment:.3f}"}
+        return self._get("/api/v1/query", params, lambda payload: read_instant(payload, at=moment))
+
+    def _range(self, query: str, start: datetime, end: datetime) -> list[Series]:
+        asked = RangeAsked(
+            start=round(start.timestamp(), 3),
+            end=round(end.timestamp(), 3),
+            step=max(self.resolution.total_seconds(), 1.0),
         )
-
-    def _range(self, query: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        self._count()
-        step = f"{max(self.resolution.total_seconds(), 1):g}s"
-        return _guarded(lambda: self._client.custom_query_range(query, start, end, step))
-
-
-class _QueryFailed(Exception):
-    """A query that gave no usable answer, with the reason in words."""
+        params = {
+            "query": query,
+            "start": f"{asked.start:.3f}",
+            "end": f"{asked.end:.3f}",
+            "step": f"{asked.step:g}s",
+        }
+        return self._get("/api/v1/query_range", params, lambda payload: read_range(payload, asked))
 
 
-def _guarded(call: Any) -> list[dict[str, Any]]:
-    try:
-        result = call()
-    except requests.exceptions.ConnectTimeout:
-        raise _QueryFailed("Prometheus did not accept the connection in time") from None
-    except requests.exceptions.ReadTimeout:
-        raise _QueryFailed("Prometheus did not answer within the query timeout") from None
-    except requests.exceptions.ConnectionError as error:
-        # With retries mounted, urllib3 reports a read timeout as a connection error.
-        if _timed_out(error):
-            raise _QueryFailed("Prometheus did not answer within the query timeout") from None
-        raise _QueryFailed(f"Prometheus unreachable: {_root_cause(error)}") from None
-    except requests.exceptions.RequestException as error:
-        raise _QueryFailed(f"request to Prometheus failed: {_root_cause(error)}") from None
-    except PrometheusApiClientException as error:
-        raise _QueryFailed(_describe_http_error(str(error))) from None
-    except ValueError as error:
-        raise _QueryFailed(f"Prometheus sent an answer that is not JSON: {error}") from None
-    if not isinstance(result, list):
-        raise _QueryFailed(f"unexpected answer from Prometheus: {str(result)[:200]}")
-    return result
-
-
-def _timed_out(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, TimeoutError | ReadTimeoutError) or "timed out" in str(seen).lower():
-            return True
-        seen = (
-            seen.__cause__
-            or seen.__context__
-            or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+def _auth(settings: PrometheusSettings) -> httpx.Auth | None:
+    if settings.bearer_token_file is not None:
+        return TokenFileAuth(settings.bearer_token_file)
+    if settings.basic_auth_user and settings.basic_auth_password_file:
+        return PasswordFileAuth(settings.basic_auth_user, settings.basic_auth_password_file)
+    if settings.bearer_token is not None:
+        return BearerToken(settings.bearer_token.get_secret_value())
+    if settings.basic_auth_user and settings.basic_auth_password is not None:
+        return httpx.BasicAuth(
+            settings.basic_auth_user, settings.basic_auth_password.get_secret_value()
         )
-    return False
+    return None
 
 
-def _root_cause(error: BaseException) -> str:
-    while error.__cause__ is not None or (error.args and isinstance(error.args[0], BaseException)):
-        error = error.__cause__ or error.args[0]
-    return str(error) or type(error).__name__
-
-
-_STATUS = re.compile(r"HTTP Status Code (\d+) \((b?)(['\"])(.*)\3\)$", re.DOTALL)
-
-
-def _describe_http_error(text: str) -> str:
-    """Turn the client's "HTTP Status Code 400 (b'{...}')" into Prometheus's own words."""
-    match = _STATUS.match(text)
-    if not match:
-        return text
-    code, body = match.group(1), match.group(4)
-    try:
-        payload = json.loads(body.encode().decode("unicode_escape"))
-    except (ValueError, UnicodeDecodeError):
-        return f"HTTP {code} from Prometheus: {body[:200]}"
-    kind, message = payload.get("errorType", "error"), payload.get("error", "")
-    if kind == "bad_data":
-        return f"Prometheus rejected the query (bad_data): {message}"
-    return f"HTTP {code} from Prometheus ({kind}): {message}"
-
-
-def _values(series: dict[str, Any]) -> list[float]:
-    return [float(value) for _ts, value in series.get("values", [])]
+def _alert_names(samples: Iterable[Sample]) -> Iterable[str]:
+    for sample in samples:
+        name = sample.labels.get("alertname")
+        if not name:
+            raise QueryFailed("Prometheus answered an alert series without an alertname label")
+        yield name
 
 
 def summarize_samples(
-    query: str, window: timedelta, at: datetime, series: dict[str, Any], resolution: timedelta
+    query: str, window: timedelta, at: datetime, series: Series, resolution: timedelta
 ) -> WindowSummary:
     """Summarise one range-query series: extremes, non-finite samples, the largest gap."""
-    points = [(float(ts), float(value)) for ts, value in series.get("values", [])]
+    points = series.points
     if not points:
         return WindowSummary(query=query, window=window, series=0, largest_gap=window)
     step = max(resolution.total_seconds(), 1.0)

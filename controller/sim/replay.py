@@ -15,6 +15,7 @@ from typing import Literal
 
 from controller.driving import RunResult, World, drive
 from controller.prometheus.source import PrometheusSource
+from controller.sim.scenario import MAX_TICKS
 from controller.sim.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
 from phases.observations import Approval, Command
 from phases.plan import Plan
@@ -51,6 +52,10 @@ def replay(
     """Drive the plan over [start, end] against the source's history; `on_tick` sees each tick."""
     if end <= start:
         raise ValueError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
+    if tick <= timedelta(0) or (end - start) / tick > MAX_TICKS:
+        raise ValueError(
+            f"a tick of {tick} over {end - start} would be more than {MAX_TICKS} ticks"
+        )
     approver = (
         AutoApprover(REPLAY_UID, plan.content_hash, approver="replay")
         if approvals == "auto"

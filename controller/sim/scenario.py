@@ -18,7 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from phases.documents import Problem, parse_document
 from phases.durations import Duration, format_duration
+from phases.numbers import FiniteNumber
 from phases.observations import CommandKind
+
+MAX_TICKS = 200_000
+"""More ticks than this are refused up front: 30 days at 1m is 43,200 (about a second)."""
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class _Strict(BaseModel):
@@ -29,7 +35,7 @@ class Point(_Strict):
     """From `at` on, the signal reads `value` (null: no data) until the next point."""
 
     at: Duration
-    value: float | None
+    value: FiniteNumber | None
 
 
 class Interval(_Strict):
@@ -137,6 +143,10 @@ class Scenario(_Strict):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("start needs a time zone offset, e.g. 2026-01-05T09:00:00Z")
+        if not EARLIEST_START <= value <= LATEST_START:
+            raise ValueError(
+                f"start must lie between {EARLIEST_START:%Y-%m-%d} and {LATEST_START:%Y-%m-%d}"
+            )
         return value
 
     @field_validator("tick")
@@ -179,6 +189,14 @@ def check_scenario(
                 )
     if scenario.tick > scenario.duration:
         problems.append(Problem(("tick",), "tick is longer than the scenario's duration"))
+    elif scenario.duration / scenario.tick > MAX_TICKS:
+        problems.append(
+            Problem(
+                ("tick",),
+                f"{format_duration(scenario.duration)} at a tick of {format_duration(scenario.tick)} "
+                f"would be more than {MAX_TICKS} ticks; use a longer tick",
+            )
+        )
     return problems
 
 
