@@ -42,7 +42,12 @@ class PlanSources:
     def resolve(self, source: PlanSource, *, namespace: str, api: KubeApi) -> Plan:
         """The plan; Refused for a reference that cannot be read, DocumentError for a bad plan."""
         if source.inline is not None:
-            text = yaml.safe_dump(source.inline, sort_keys=False)
+            try:
+                text = yaml.safe_dump(source.inline, sort_keys=False)
+            except (RecursionError, ValueError, yaml.YAMLError):
+                raise Refused(
+                    "PlanInvalid", "spec.plan.inline: the inline plan cannot be read as a document"
+                ) from None
             return parse_plan(text, source="spec.plan.inline")
         if source.config_map_ref is not None:
             return self._from_config_map(source.config_map_ref, namespace, api)
