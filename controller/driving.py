@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from controller.clock import VirtualClock
-from controller.observing import JudgeMemo, actuate, observe
+from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
@@ -92,8 +92,8 @@ def drive(
     while True:
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
-        if prefetching is not None and needs.windows:
-            prefetching.prefetch((WindowRequest(c.query, c.window) for c in needs.windows), now)
+        if prefetching is not None and (needs.windows or needs.alert_windows):
+            prefetching.prefetch(window_requests(needs), now)
         seen = observe(
             plan,
             status,

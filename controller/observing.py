@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from controller.ports import Jobs, MetricsSource, People, Target
+from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from phases.actions import Action, RecordBaseline, RestartWorkloads, SetFlags, StartJob
 from phases.needs import AlertReading, Needs, judge, mode_from_value
 from phases.observations import Observations, TargetState
 from phases.plan import Plan
 from phases.status import RolloutStatus
-from phases.verdicts import Verdict, WindowSummary
+from phases.verdicts import AlertHistory, Verdict, WindowSummary
 
 _NO_ALERTS = AlertReading(frozenset())
 
@@ -41,8 +41,17 @@ class JudgeMemo:
         needs: Needs,
         summaries: dict[tuple[str, timedelta], WindowSummary],
         alerts: AlertReading,
+        histories: dict[tuple[tuple[str, ...], timedelta], AlertHistory] | None = None,
     ) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
-        key = (needs.windows, needs.alerts, alerts, status.baselines, *summaries.values())
+        key = (
+            needs.windows,
+            needs.alerts,
+            needs.alert_windows,
+            alerts,
+            status.baselines,
+            *summaries.values(),
+            *(histories or {}).values(),
+        )
         if (
             self._verdicts is not None
             and len(key) == len(self._key)
@@ -50,7 +59,7 @@ class JudgeMemo:
         ):
             return self._verdicts
         self._key = key
-        self._verdicts = judge(plan, status, needs, summaries, alerts)
+        self._verdicts = judge(plan, status, needs, summaries, alerts, histories)
         return self._verdicts
 
 
@@ -74,10 +83,11 @@ def observe(
         if key not in summaries:
             summaries[key] = metrics.summarize(check.signal, check.query, check.window, now)
     alerts = metrics.firing_alerts(needs.alert_names, now) if needs.alerts else _NO_ALERTS
+    histories = read_alert_histories(needs, now, metrics)
     if memo is not None:
-        gates, triggers = memo.judge(plan, status, needs, summaries, alerts)
+        gates, triggers = memo.judge(plan, status, needs, summaries, alerts, histories)
     else:
-        gates, triggers = judge(plan, status, needs, summaries, alerts)
+        gates, triggers = judge(plan, status, needs, summaries, alerts, histories)
     baselines = (
         {
             check.signal: metrics.average(check.signal, check.query, check.since, now)
@@ -99,6 +109,30 @@ def observe(
         commands=people.commands(now),
         jobs=jobs.observe(now),
     )
+
+
+def window_requests(needs: Needs) -> list[WindowRequest]:
+    """The signal windows of a tick, and the coverage windows its alert histories read."""
+    requests_ = [WindowRequest(c.query, c.window) for c in needs.windows]
+    requests_ += [
+        WindowRequest(c.coverage_query, c.window)
+        for c in needs.alert_windows
+        if c.coverage_query is not None
+    ]
+    return requests_
+
+
+def read_alert_histories(
+    needs: Needs, now: datetime, metrics: MetricsSource
+) -> dict[tuple[tuple[str, ...], timedelta], AlertHistory]:
+    """Each distinct alert history the checks need, read once."""
+    histories: dict[tuple[tuple[str, ...], timedelta], AlertHistory] = {}
+    for check in needs.alert_windows:
+        if check.read_key not in histories:
+            histories[check.read_key] = metrics.alert_history(
+                check.alerts, check.coverage_query, check.window, now
+            )
+    return histories
 
 
 def _with_modes(plan: Plan, target: TargetState, values: tuple[float, ...] | None) -> TargetState:

@@ -31,7 +31,7 @@ from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from phases.durations import Duration
 from phases.needs import AlertReading
 from phases.plan import Plan
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 DEFAULT_ENDPOINT = "default"
 MAX_SECRET_VALUE = 16 * 1024
@@ -99,6 +99,11 @@ class NoPrometheus:
 
     def firing_alerts(self, names: Sequence[str], at: datetime) -> AlertReading:
         return AlertReading(None, self.REASON)
+
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        return AlertHistory.failed(at, window, self.REASON)
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         return None

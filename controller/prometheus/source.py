@@ -51,7 +51,7 @@ from controller.prometheus.transport import (
 )
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 __all__ = [
     "RETRY_STATUSES",
@@ -163,6 +163,8 @@ class PrometheusSource:
         self._cache: dict[tuple[str, timedelta], WindowSummary] = {}
         self._modes: dict[str, tuple[float, ...] | None] = {}
         self._alerts: dict[tuple[str, ...], AlertReading] = {}
+        self._histories: dict[tuple[tuple[str, ...], str | None, timedelta], AlertHistory] = {}
+        self._histories_at: datetime | None = None
         self.queries_sent = 0
 
     def close(self) -> None:
@@ -224,6 +226,39 @@ class PrometheusSource:
                 # Many rollouts of one plan ask for the same alerts in one tick: ask once.
                 self._alerts[key] = reading
         return reading
+
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        """A range query of ALERTS (pending and firing) for the named alerts, plus coverage.
+
+        The coverage query is read like any signal window (from this tick's cache when
+        prefetched); its gaps are where Prometheus kept no alert history.
+        """
+        key = (tuple(alerts), coverage_query, window)
+        with self._lock:
+            cached = self._histories.get(key) if self._histories_at == at else None
+        if cached is not None:
+            return cached
+        pattern = "|".join(re.escape(name) for name in alerts)
+        start = at - window
+        try:
+            series = self._range(f'ALERTS{{alertname=~"{pattern}"}}', start, at)
+        except QueryFailed as failure:
+            history = AlertHistory.failed(at, window, str(failure))
+        else:
+            coverage = (
+                self.summarize("", coverage_query, window, at)
+                if coverage_query is not None
+                else None
+            )
+            history = alert_history_of(series, coverage, start, at, self.resolution)
+        with self._lock:
+            # Many rollouts of one plan read the same history in one tick: read it once.
+            if self._histories_at != at:
+                self._histories_at, self._histories = at, {}
+            self._histories[key] = history
+        return history
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         try:
@@ -325,6 +360,48 @@ def summarize_samples(
     largest = max(0.0, *gaps)
     return WindowSummary.of_values(
         query, window, [value for _ts, value in points], timedelta(seconds=round(largest, 3))
+    )
+
+
+def alert_history_of(
+    series: Sequence[Series],
+    coverage: WindowSummary | None,
+    start: datetime,
+    at: datetime,
+    resolution: timedelta,
+) -> AlertHistory:
+    """Fold ALERTS range-query series (one per alert, state and label set) into an AlertHistory."""
+    step = max(resolution.total_seconds(), 1.0)
+    # The client sends whole seconds; the evaluation steps count from the rounded start.
+    first, end = round(start.timestamp()), round(at.timestamp())
+    last = first + math.floor((end - first) / step) * step
+    active: dict[str, set[float]] = {}
+    fired: set[str] = set()
+    firing_now: set[str] = set()
+    for item in series:
+        metric = item.labels
+        name = metric.get("alertname", "")
+        times = {round(ts, 3) for ts, _value in item.points}
+        active.setdefault(name, set()).update(times)
+        if metric.get("alertstate") == "firing" and times:
+            fired.add(name)
+            if round(last, 3) in times:
+                firing_now.add(name)
+    since: dict[str, datetime] = {}
+    for name, times in active.items():
+        t = last
+        if round(t, 3) not in times:
+            continue
+        while round(t - step, 3) in times:
+            t -= step
+        since[name] = datetime.fromtimestamp(t, at.tzinfo)
+    return AlertHistory(
+        at=at,
+        window=at - start,
+        coverage=coverage,
+        fired=frozenset(fired),
+        firing_now=frozenset(firing_now),
+        active_since=since,
     )
 
 
