@@ -29,14 +29,12 @@ from controller.catalog import (
 )
 from controller.cli import rollout_commands
 from controller.cli.errors import fail
-from phases.documents import DocumentError
-from phases.durations import format_duration, parse_duration
-from phases.plan import Plan
 
 if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
     from controller.prometheus.source import PrometheusSettings
+    from phases.plan import Plan
 
 app = typer.Typer(
     name="stagectl",
@@ -44,6 +42,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's help renderer alone takes longer to import (about
+    # 170 ms) than `stagectl --help` may take in all.
+    rich_markup_mode=None,
 )
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
@@ -73,6 +74,8 @@ class GraphFormat(StrEnum):
 
 
 def _plan(reference: str) -> Plan:
+    from phases.documents import DocumentError
+
     try:
         return load_plan(reference)
     except (DocumentError, NotFound) as error:
@@ -234,6 +237,8 @@ def simulate_command(
 ) -> None:
     """Run a plan against a scripted scenario on a virtual clock; no cluster needed."""
     from controller.sim.simulation import simulate
+    from phases.documents import DocumentError
+    from phases.durations import format_duration
 
     if plot is not None and plot.suffix.lower() != ".png":
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
@@ -272,6 +277,7 @@ def _print_run(
 def _moment(option: str, text: str) -> datetime:
     """An ISO 8601 time with an offset, `now`, or `now-3d` style."""
     from controller.clock import SystemClock
+    from phases.durations import parse_duration
 
     cleaned = text.strip()
     if cleaned.startswith("now"):
@@ -350,6 +356,7 @@ def replay_command(
     """Show what the controller would have done over a past window of a real Prometheus."""
     from controller.prometheus.source import PrometheusSource
     from controller.sim.replay import replay
+    from phases.durations import format_duration, parse_duration
 
     loaded = _plan(plan)
     begin, finish = _moment("--start", start), _moment("--end", end)
@@ -450,6 +457,7 @@ def run_operator(
     from controller.kube.api import ROLLOUTS, KubeApi, KubeError, load_api_client
     from controller.operator import Operator, OperatorSettings
     from controller.telemetry import configure_logging
+    from phases.durations import parse_duration
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         fail(f"--log-level {log_level!r}: use debug, info, warning or error")
