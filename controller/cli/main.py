@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
     from controller.prometheus.source import PrometheusSettings
+    from controller.sim.scenario import Scenario
     from phases.plan import Plan
 
 app = typer.Typer(
@@ -234,6 +235,15 @@ def simulate_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also write a PNG plot to this file.")
     ] = None,
+    forecast: Annotated[
+        int | None,
+        typer.Option(
+            "--forecast",
+            min=1,
+            max=100_000,
+            help="Run N times, drawing what the scenario's forecast section makes random.",
+        ),
+    ] = None,
 ) -> None:
     """Run a plan against a scripted scenario on a virtual clock; no cluster needed."""
     from controller.sim.simulation import simulate
@@ -247,6 +257,9 @@ def simulate_command(
         story = load_scenario(scenario, loaded)
     except (DocumentError, NotFound) as error:
         fail(str(error))
+    if forecast is not None:
+        _print_forecast(loaded, story, forecast, output, plot)
+        return
     result = simulate(loaded, story)
     if plot is not None:
         from controller.sim.plotting import plot_simulation
@@ -259,6 +272,27 @@ def simulate_command(
     title = f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {format_duration(story.tick)}"
     _print_run(result, output, title, extra)
     if plot is not None and output is TableOrJson.table:
+        typer.echo(f"plot written to {plot}")
+
+
+def _print_forecast(
+    plan: Plan, scenario: Scenario, runs: int, output: TableOrJson, plot: Path | None
+) -> None:
+    from controller.sim.forecast import forecast, forecast_document, forecast_table
+
+    if scenario.forecast is None:
+        fail(f"--forecast: scenario {scenario.name} has no forecast section saying what varies")
+    result = forecast(plan, scenario, runs)
+    if plot is not None:
+        from controller.sim.forecast_plot import plot_forecast
+
+        plot_forecast(result, plot)
+    if output is TableOrJson.json:
+        typer.echo(json.dumps({"scenario": scenario.name, **forecast_document(result)}, indent=2))
+        return
+    typer.echo(f"forecast of plan {plan.name} ({plan.short_hash}) over scenario {scenario.name}")
+    typer.echo(forecast_table(result))
+    if plot is not None:
         typer.echo(f"plot written to {plot}")
 
 
