@@ -64,6 +64,19 @@ def format_path(path: Path) -> str:
     return text
 
 
+# libyaml's safe loader when PyYAML has one: the same nodes, data and marks, several
+# times faster on long scenarios. Syntax errors are worded by the Python loader.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _python_syntax_error(text: str) -> yaml.MarkedYAMLError | None:
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        return error
+    return None
+
+
 def parse_document(
     text: str,
     model: type[ModelT],
@@ -74,12 +87,14 @@ def parse_document(
 ) -> ModelT:
     """Parse YAML text into `model`, running `checks` after; raise DocumentError on any problem."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_FAST_LOADER)
         duplicates = list(_duplicate_keys(root))
         if duplicates:
             raise DocumentError(source, kind, duplicates)
-        data = yaml.safe_load(text)
+        # Built from the nodes already composed: the text is parsed once.
+        data = None if root is None else yaml.constructor.SafeConstructor().construct_document(root)
     except yaml.MarkedYAMLError as error:
+        error = _python_syntax_error(text) or error
         raise DocumentError(source, kind, [_syntax_problem(error, text)]) from None
     except yaml.YAMLError as error:
         raise DocumentError(source, kind, [Located((), f"YAML: {error}", None)]) from None
