@@ -33,6 +33,7 @@ def plot_forecast(result: Forecast, path: Path) -> None:
     odds |= {f"stall {s}": p for s, p in result.stall_probabilities().items()}
     risks.bar(list(odds) or ["none"], list(odds.values()) or [0.0])
     risks.set_ylabel("probability")
+    risks.tick_params(axis="x", labelrotation=40)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
