@@ -173,7 +173,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 # The same examples every CI run (as the safety properties do);
 # STAGE_HYPOTHESIS_EXPLORE=1 explores new ones.
 _SETTINGS = settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     database=None,
     derandomize=not os.environ.get("STAGE_HYPOTHESIS_EXPLORE"),
