@@ -5,18 +5,19 @@ those of the tick before decides nothing new, so a simulation need not run it.
 Everything a tick reads changes only at moments known in advance:
 
 - scenario edges (timeline points, outages, alerts, scripted approvals and their
-  expiries, commands), shifted by every sum and difference of two durations the
-  plan holds (a window entering or leaving an edge, a gap growing past the
-  tolerance);
+  expiries, commands), shifted by every difference of two of the spans the
+  status reads: the windows `phases.needs.needs_of` lists for it, the
+  evaluation's resolution and gap tolerance (an edge entering or leaving a
+  window, a gap at either end outgrowing the tolerance);
 - status clocks (every time and pause total the status holds, however a future
-  rule uses them), shifted the same way (soak, max duration, degradation and
-  trigger windows);
+  rule uses them) plus one or two of the current step's durations (soak, max
+  duration, windows, degradation window and trigger evidence);
 - the world's own clocks: workloads rolling out, jobs ending, an automatic
   approval's delay;
 - the promotion window's daily edges and freezes.
 
-Nothing here names today's rules: the durations are found by walking the plan,
-the clocks by walking the status. A moment found too many costs a visit; one
+Nothing here names today's rules: the durations are found by walking the step,
+the clocks by walking the status, the windows by asking the core what it reads. A moment found too many costs a visit; one
 missed would change the result, which the equivalence test against the tick
 engine catches.
 """
@@ -35,6 +36,7 @@ from pydantic import BaseModel
 from controller.sim.scenario import JobOutcome, Scenario
 from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
 from phases.decide import Decision
+from phases.needs import needs_of
 from phases.plan import Plan, PromotionWindow
 from phases.status import RolloutStatus, StepState
 from phases.steps import steps_of
@@ -64,11 +66,6 @@ def _leaves(value: object) -> Iterator[object]:
 
 def micros(span: timedelta) -> int:
     return span // _US
-
-
-def plan_durations(plan: Plan) -> set[int]:
-    """Every duration the plan holds, and 0, in µs."""
-    return durations_of(plan)
 
 
 def edge_shifts(durations: set[int]) -> list[int]:
@@ -150,21 +147,35 @@ class Moments:
         self._status: RolloutStatus | None = None
         self._status_moments: list[int] = []
         self._edges = scenario_edges(scenario)
-        self._edge_moments: dict[str, tuple[list[int], list[int] | None]] = {}
+        self._edge_moments: dict[frozenset[int], tuple[list[int], list[int] | None]] = {}
+        self._spans: tuple[RolloutStatus | None, frozenset[int]] = (None, frozenset())
+        self._durations: dict[str, set[int]] = {}
 
     def _step_durations(self, step_id: str) -> set[int]:
         """The durations of one step (soak, windows, evidence...) and of the evaluation."""
-        return durations_of(self._steps.get(step_id), self._plan.evaluation)
+        found = self._durations.get(step_id)
+        if found is None:
+            found = durations_of(self._steps.get(step_id), self._plan.evaluation)
+            self._durations[step_id] = found
+        return found
 
-    def _scenario_next(self, step_id: str, now: int) -> int | None:
-        """The next scenario edge, shifted by what the current step's readings span."""
-        cached = self._edge_moments.get(step_id)
+    def _read_spans(self, status: RolloutStatus, now: datetime) -> frozenset[int]:
+        """The windows the status reads (gates included, as `needs_of` lists them), the
+        evaluation's resolution and gap tolerance, and 0 (an instant reading)."""
+        needs = needs_of(self._plan, status, now, idle_gates=True)
+        return frozenset(
+            {micros(check.window) for check in needs.windows} | durations_of(self._plan.evaluation)
+        )
+
+    def _scenario_next(self, spans: frozenset[int], now: int) -> int | None:
+        """The next scenario edge, shifted by what the current readings span."""
+        cached = self._edge_moments.get(spans)
         if cached is None:
-            shifts = edge_shifts(self._step_durations(step_id))
+            shifts = edge_shifts(set(spans))
             merged = None
             if len(self._edges) * len(shifts) <= _FIXED_LIMIT:
                 merged = sorted({e + s for e in self._edges for s in shifts})
-            cached = self._edge_moments[step_id] = (shifts, merged)
+            cached = self._edge_moments[spans] = (shifts, merged)
         shifts, merged = cached
         if merged is not None:
             return _first_at_or_after(merged, now)
@@ -172,6 +183,13 @@ class Moments:
         return min(
             (e + s for e, s in zip(found, shifts, strict=True) if e is not None), default=None
         )
+
+    def _spans_of(self, status: RolloutStatus, now: datetime) -> frozenset[int]:
+        # What a status reads changes only with the status (degradation-window
+        # triggers drop out as it closes, which reads less): computed once per status.
+        if self._spans[0] is not status:
+            self._spans = (status, self._read_spans(status, now))
+        return self._spans[1]
 
     def _status_next(self, status: RolloutStatus, now: int) -> int | None:
         """The next moment a clock of the status meets a duration of its step.
@@ -210,7 +228,7 @@ class Moments:
         found = [
             m
             for m in (
-                self._scenario_next(status.step, at),
+                self._scenario_next(self._spans_of(status, now), at),
                 self._status_next(status, at),
                 self._window_next(at),
             )
@@ -267,7 +285,7 @@ class EventSchedule:
         seen = self._world_state()
         changed = seen != self._seen or bool(decision.events or decision.transitions)
         self._seen, self._jobs_seen = seen, len(self._jobs.created)
-        if changed or status != before:
+        if changed or (status is not before and status != before):
             return now + self._scenario.tick
         self._clocks = {clock for clock in self._clocks if clock >= offset}
         return self._moments.next_tick(now, status, self._world_clocks())
