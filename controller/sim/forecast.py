@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,22 +72,28 @@ def _with_incidents(
     points: list[Point], incidents: Sequence[Interval], value: float
 ) -> list[Point]:
     """The timeline with `value` over each incident, the scripted value again after it."""
-    changes = {p.at: p.value for p in points}
-    times = sorted(changes)
+    merged: list[list[timedelta]] = []
+    for incident in sorted(incidents, key=lambda i: i.start):
+        if merged and incident.start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], incident.end)
+        else:
+            merged.append([incident.start, incident.end])
+    times = [p.at for p in points]
+    starts = [start for start, _end in merged]
 
     def scripted(at: timedelta) -> float | None:
-        earlier = [t for t in times if t <= at]
-        return changes[earlier[-1]] if earlier else None
+        index = bisect_right(times, at) - 1
+        return points[index].value if index >= 0 else None
 
-    merged: dict[timedelta, float | None] = dict(changes)
-    for incident in sorted(incidents, key=lambda i: i.start):
-        after = scripted(incident.end)
-        for t in [t for t in merged if incident.start <= t < incident.end]:
-            del merged[t]
-        merged[incident.start] = value
-        if not any(i.start <= incident.end < i.end for i in incidents):
-            merged[incident.end] = after
-    return [Point(at=t, value=merged[t]) for t in sorted(merged)]
+    def covered(at: timedelta) -> bool:
+        index = bisect_right(starts, at) - 1
+        return index >= 0 and at < merged[index][1]
+
+    changes = {p.at: p.value for p in points if not covered(p.at)}
+    for start, end in merged:
+        changes[start] = value
+        changes[end] = scripted(end)
+    return [Point(at=t, value=changes[t]) for t in sorted(changes)]
 
 
 def draw_scenario(scenario: Scenario, spec: ForecastSpec, run: int) -> Scenario:

@@ -242,18 +242,39 @@ def check_scenario(
     return problems
 
 
+FORECAST_EPISODES_LIMIT = 5_000
+"""Outages or incidents expected per run of a forecast, at most (per kind)."""
+
+
 def check_forecast(scenario: Scenario, known_signals: Collection[str] | None) -> list[Problem]:
-    """A forecast's incidents act on signals of the plan."""
-    if scenario.forecast is None or known_signals is None:
+    """A forecast's incidents act on signals of the plan; episodes stay countable."""
+    if scenario.forecast is None:
         return []
-    return [
+    days = scenario.duration / timedelta(days=1)
+    problems = [
         Problem(
             ("forecast", "incidents", index, "signal"),
             f"the plan defines no signal {incident.signal!r}",
         )
         for index, incident in enumerate(scenario.forecast.incidents)
-        if incident.signal not in known_signals
+        if known_signals is not None and incident.signal not in known_signals
     ]
+    episodes: list[tuple[tuple[str | int, ...], RandomEpisodes]] = [
+        (("forecast", "incidents", index, "per_day"), incident)
+        for index, incident in enumerate(scenario.forecast.incidents)
+    ]
+    if scenario.forecast.outages is not None:
+        episodes.append((("forecast", "outages", "per_day"), scenario.forecast.outages))
+    problems += [
+        Problem(
+            path,
+            f"{spec.per_day:g} a day over {days:g} days is more than "
+            f"{FORECAST_EPISODES_LIMIT:,} expected per run",
+        )
+        for path, spec in episodes
+        if spec.per_day * days > FORECAST_EPISODES_LIMIT
+    ]
+    return problems
 
 
 def parse_scenario(

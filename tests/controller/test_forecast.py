@@ -102,3 +102,41 @@ def test_cli_prints_the_forecast_and_refuses_a_scenario_without_one(tmp_path: Pa
     assert "has no forecast section" in refused.output
     zero = runner.invoke(app, ["simulate", "--forecast", "0"])
     assert zero.exit_code == 2
+
+
+def test_overlapping_incidents_read_their_value_and_the_script_resumes_after() -> None:
+    from datetime import timedelta
+
+    from controller.sim.forecast import _with_incidents
+    from controller.sim.scenario import Interval, Point
+
+    minute = timedelta(minutes=1)
+    script = [Point(at=0 * minute, value=1.0), Point(at=30 * minute, value=2.0)]
+    incidents = [
+        Interval.model_validate({"from": a * minute, "to": b * minute})
+        for a, b in ((10, 20), (15, 35), (50, 55), (35, 40))
+    ]
+    timeline = _with_incidents(script, incidents, 9.0)
+
+    def read(points: list[Point], at: timedelta) -> float | None:
+        earlier = [p for p in points if p.at <= at]
+        return earlier[-1].value if earlier else None
+
+    for second in range(0, 70 * 60, 30):
+        at = timedelta(seconds=second)
+        inside = any(i.start <= at < i.end for i in incidents)
+        assert read(timeline, at) == (9.0 if inside else read(script, at)), at
+
+
+def test_a_forecast_whose_episodes_cannot_be_counted_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "flood.yaml"
+    path.write_text(
+        SCENARIO.format(seed=1).replace("per_day: 1.6", "per_day: 1000").replace("2d", "365d"),
+        encoding="utf-8",
+    )
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "--plan", "stage-validation-v3", "--scenario", str(path), "--forecast", "2"],
+    )
+    assert done.exit_code == 2
+    assert "more than 5,000 expected per run" in done.output
