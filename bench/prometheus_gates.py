@@ -9,7 +9,7 @@ needed by 10 rollouts.
 
 One tick is `source.prefetch(every request, at)` (the distinct windows read once,
 concurrently), then `summarize` + `phases.needs.judge` for every rollout. It prints
-the wall time (target: <= 1 s) and the number of queries sent (target: exactly
+the wall time (target: <= 0.5 s) and the number of queries sent (target: exactly
 100); nothing is asserted.
 
     .venv/bin/python bench/prometheus_gates.py
@@ -25,6 +25,8 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -68,6 +70,26 @@ def scoped(query: str, job: str) -> str:
         return f"{match.group(1)}{{{matchers}}}"
 
     return METRICS.sub(narrow, query)
+
+
+def time_queries_alone(
+    url: str, requests: list[WindowRequest], at: datetime, resolution: timedelta
+) -> list[float]:
+    """Each distinct range query sent alone over plain HTTP: what Prometheus itself costs."""
+    step = f"{max(resolution.total_seconds(), 1):g}s"
+    walls = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for request in dict.fromkeys(requests):
+            params = {
+                "query": request.query,
+                "start": f"{(at - request.window).timestamp():.3f}",
+                "end": f"{at.timestamp():.3f}",
+                "step": step,
+            }
+            started = time.perf_counter()
+            http.get("/api/v1/query_range", params=params).raise_for_status()
+            walls.append(time.perf_counter() - started)
+    return walls
 
 
 def main() -> None:
@@ -156,13 +178,18 @@ def main() -> None:
                 )
                 if outcomes[Outcome.PASS.value] != len(requests):
                     print("  note: not every gate passed on the healthy history")
+            server_side = time_queries_alone(server.url, requests, at, plan.evaluation.resolution)
         finally:
             source.close()
             server.close()
     median = statistics.median(walls)
     print(
+        f"the same 100 queries one after another, raw HTTP: {sum(server_side):.3f} s in all, "
+        f"slowest {max(server_side) * 1000:.1f} ms, median {statistics.median(server_side) * 1000:.1f} ms"
+    )
+    print(
         f"median tick: {median:.3f} s for {len(requests)} evaluations "
-        f"(target <= 1 s: {'met' if median <= 1.0 else 'NOT met'}); first tick {walls[0]:.3f} s"
+        f"(target <= 0.5 s: {'met' if median <= 0.5 else 'NOT met'}); first tick {walls[0]:.3f} s"
     )
 
 

@@ -17,7 +17,7 @@ from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
-from phases.decide import decide, expected_flags
+from phases.decide import Decision, decide, expected_flags
 from phases.needs import needs_of
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus, TransitionRecord, initial_status
@@ -35,6 +35,12 @@ class Watcher(Protocol):
     """People who react to the status (an automatic approver)."""
 
     def watch(self, status: RolloutStatus, at: datetime) -> None: ...
+
+
+class Schedule(Protocol):
+    """When to decide next, given this tick's moment, the status it began with and its decision."""
+
+    def __call__(self, now: datetime, before: RolloutStatus, decision: Decision) -> datetime: ...
 
 
 @dataclass
@@ -79,8 +85,13 @@ def drive(
     tick: timedelta,
     idle_gates: bool = False,
     on_tick: Callable[[datetime, RolloutStatus], None] | None = None,
+    schedule: Schedule | None = None,
 ) -> RunResult:
-    """Tick from `start` until the rollout ends or the next tick would pass `end`."""
+    """Tick from `start` until the rollout ends or the next tick would pass `end`.
+
+    With a `schedule`, the loop goes from each tick to the one it names instead of
+    the next: an event-driven driver skips the ticks at which nothing can change.
+    """
     clock = VirtualClock(start)
     target: Target = world.target
     status = initial_status(plan.content_hash, steps_of(plan).first.id, start)
@@ -107,7 +118,7 @@ def drive(
             memo=memo,
         )
         decision = decide(plan, status, seen, now)
-        status = decision.status
+        before, status = status, decision.status
         actuate(decision.actions, now, target=target, jobs=world.jobs)
         for watcher in world.watchers:
             watcher.watch(status, now)
@@ -125,9 +136,10 @@ def drive(
                 last_percent = percent
         if on_tick is not None:
             on_tick(now, status)
-        if status.state in TERMINAL_STATES or now + tick > end:
+        following = now + tick if schedule is None else schedule(now, before, decision)
+        if status.state in TERMINAL_STATES or following > end:
             break
-        clock.advance(tick)
+        clock.advance(following - now)
     result.final = status
     result.flag_writes = world.target.flag_writes
     result.restarts = world.target.restarts

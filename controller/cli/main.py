@@ -37,14 +37,13 @@ from controller.cli.arguments import (
     writable_file,
 )
 from controller.cli.errors import fail
-from phases.documents import DocumentError
-from phases.durations import format_duration, parse_duration
-from phases.plan import Plan
 
 if TYPE_CHECKING:
     from controller.driving import RunResult
     from controller.notifications import Notifier
     from controller.prometheus.source import PrometheusSettings, PrometheusSource
+    from controller.sim.scenario import Scenario
+    from phases.plan import Plan
 
 app = typer.Typer(
     name="stagectl",
@@ -52,6 +51,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's help renderer alone takes longer to import (about
+    # 170 ms) than `stagectl --help` may take in all.
+    rich_markup_mode=None,
 )
 
 
@@ -106,6 +108,8 @@ class GraphFormat(StrEnum):
 
 
 def _plan(reference: str) -> Plan:
+    from phases.documents import DocumentError
+
     try:
         return load_plan(reference)
     except (DocumentError, NotFound) as error:
@@ -284,9 +288,20 @@ def simulate_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Also write a PNG plot to this file.")
     ] = None,
+    forecast: Annotated[
+        int | None,
+        typer.Option(
+            "--forecast",
+            min=1,
+            max=100_000,
+            help="Run N times, drawing what the scenario's forecast section makes random.",
+        ),
+    ] = None,
 ) -> None:
     """Run a plan against a scripted scenario on a virtual clock; no cluster needed."""
     from controller.sim.simulation import simulate
+    from phases.documents import DocumentError
+    from phases.durations import format_duration
 
     if plot is not None and plot.suffix.lower() != ".png":
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
@@ -297,6 +312,9 @@ def simulate_command(
         story = load_scenario(scenario, loaded)
     except (DocumentError, NotFound) as error:
         fail(str(error))
+    if forecast is not None:
+        _print_forecast(loaded, story, forecast, output, plot)
+        return
     result = simulate(loaded, story)
     if plot is not None:
         from controller.sim.plotting import plot_simulation
@@ -309,6 +327,27 @@ def simulate_command(
     title = f"simulating plan {loaded.name} ({loaded.short_hash}) with scenario {story.name}, tick {format_duration(story.tick)}"
     _print_run(result, output, title, extra)
     if plot is not None and output is TableOrJson.table:
+        typer.echo(f"plot written to {plot}")
+
+
+def _print_forecast(
+    plan: Plan, scenario: Scenario, runs: int, output: TableOrJson, plot: Path | None
+) -> None:
+    from controller.sim.forecast import forecast, forecast_document, forecast_table
+
+    if scenario.forecast is None:
+        fail(f"--forecast: scenario {scenario.name} has no forecast section saying what varies")
+    result = forecast(plan, scenario, runs)
+    if plot is not None:
+        from controller.sim.forecast_plot import plot_forecast
+
+        plot_forecast(result, plot)
+    if output is TableOrJson.json:
+        typer.echo(json.dumps({"scenario": scenario.name, **forecast_document(result)}, indent=2))
+        return
+    typer.echo(f"forecast of plan {plan.name} ({plan.short_hash}) over scenario {scenario.name}")
+    typer.echo(forecast_table(result))
+    if plot is not None:
         typer.echo(f"plot written to {plot}")
 
 
@@ -327,6 +366,7 @@ def _print_run(
 def _moment(option: str, text: str) -> datetime:
     """An ISO 8601 time with an offset, `now`, or `now-3d` style."""
     from controller.clock import SystemClock
+    from phases.durations import parse_duration
 
     cleaned = text.strip()
     if cleaned.startswith("now"):
@@ -411,6 +451,7 @@ def replay_command(
     """Show what the controller would have done over a past window of a real Prometheus."""
     from controller.prometheus.source import PrometheusSource
     from controller.sim.replay import replay
+    from phases.durations import format_duration
 
     loaded = _plan(plan)
     begin, finish = _moment("--start", start), _moment("--end", end)
@@ -544,6 +585,7 @@ def run_operator(
     from controller.kube.api import ROLLOUTS, KubeApi, KubeError, load_api_client
     from controller.operator import Operator, OperatorSettings
     from controller.telemetry import configure_logging
+    from phases.durations import parse_duration
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         fail(f"--log-level {log_level!r}: use debug, info, warning or error")
@@ -601,7 +643,7 @@ def _notifier(path: Path) -> Notifier:
     from pydantic import TypeAdapter, ValidationError
 
     from controller.notifications import NotificationSink, Notifier
-    from phases.documents import compose
+    from phases.documents import DocumentError, compose
 
     text = readable_file("--notifications", path)
     try:

@@ -14,7 +14,14 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from phases.documents import Problem, parse_document
 from phases.durations import Duration, format_duration
@@ -118,6 +125,57 @@ class TargetBehaviour(_Strict):
     rollout_delay: Duration = timedelta(minutes=2)
 
 
+class Spread(_Strict):
+    """A random duration: `fixed`, `uniform` between low and high, or `exponential` with a mean."""
+
+    distribution: Literal["fixed", "uniform", "exponential"] = "fixed"
+    value: Duration | None = Field(default=None, description="for fixed")
+    low: Duration | None = Field(default=None, description="for uniform")
+    high: Duration | None = Field(default=None, description="for uniform")
+    mean: Duration | None = Field(default=None, description="for exponential")
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Spread:
+        needed = {"fixed": ("value",), "uniform": ("low", "high"), "exponential": ("mean",)}
+        missing = [n for n in needed[self.distribution] if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"a {self.distribution} spread needs {' and '.join(missing)}")
+        if self.low is not None and self.high is not None and self.high < self.low:
+            raise ValueError("high must not be less than low")
+        return self
+
+
+class RandomJob(_Strict):
+    """A job's duration and its chance of failing, per attempt."""
+
+    duration: Spread
+    failure_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class RandomEpisodes(_Strict):
+    """Episodes (outages, incidents) arriving at random: `per_day` on average (Poisson)."""
+
+    per_day: float = Field(ge=0.0, le=1000.0)
+    duration: Spread
+
+
+class RandomIncidents(RandomEpisodes):
+    """Episodes in which one signal reads `value`."""
+
+    signal: str = Field(min_length=1)
+    value: float
+
+
+class ForecastSpec(_Strict):
+    """What varies between the runs of `stagectl simulate --forecast N`, drawn from `seed`."""
+
+    seed: int = 0
+    approval_delay: Spread | None = None
+    jobs: dict[str, RandomJob] = Field(default_factory=dict)
+    outages: RandomEpisodes | None = None
+    incidents: list[RandomIncidents] = Field(default_factory=list)
+
+
 class Scenario(_Strict):
     """Everything the simulated world does during one simulation."""
 
@@ -137,6 +195,7 @@ class Scenario(_Strict):
     expect: dict[str, str] = Field(
         default_factory=dict, description="documented outcome (final_step, final_status)"
     )
+    forecast: ForecastSpec | None = None
 
     @field_validator("start")
     @classmethod
@@ -197,6 +256,42 @@ def check_scenario(
                 f"would be more than {MAX_TICKS} ticks; use a longer tick",
             )
         )
+    problems += check_forecast(scenario, known_signals)
+    return problems
+
+
+FORECAST_EPISODES_LIMIT = 5_000
+"""Outages or incidents expected per run of a forecast, at most (per kind)."""
+
+
+def check_forecast(scenario: Scenario, known_signals: Collection[str] | None) -> list[Problem]:
+    """A forecast's incidents act on signals of the plan; episodes stay countable."""
+    if scenario.forecast is None:
+        return []
+    days = scenario.duration / timedelta(days=1)
+    problems = [
+        Problem(
+            ("forecast", "incidents", index, "signal"),
+            f"the plan defines no signal {incident.signal!r}",
+        )
+        for index, incident in enumerate(scenario.forecast.incidents)
+        if known_signals is not None and incident.signal not in known_signals
+    ]
+    episodes: list[tuple[tuple[str | int, ...], RandomEpisodes]] = [
+        (("forecast", "incidents", index, "per_day"), incident)
+        for index, incident in enumerate(scenario.forecast.incidents)
+    ]
+    if scenario.forecast.outages is not None:
+        episodes.append((("forecast", "outages", "per_day"), scenario.forecast.outages))
+    problems += [
+        Problem(
+            path,
+            f"{spec.per_day:g} a day over {days:g} days is more than "
+            f"{FORECAST_EPISODES_LIMIT:,} expected per run",
+        )
+        for path, spec in episodes
+        if spec.per_day * days > FORECAST_EPISODES_LIMIT
+    ]
     return problems
 
 
