@@ -29,7 +29,10 @@ from phases.numbers import FiniteNumber
 from phases.observations import CommandKind
 
 MAX_TICKS = 200_000
-"""More ticks than this are refused up front: 30 days at 1m is 43,200 (about a second)."""
+"""More replay ticks than this are refused up front: each tick queries Prometheus."""
+MAX_SCENARIO_TICKS = 1_000_000
+"""More simulated ticks than this are refused up front. A year at 1m is 525,600: the
+event engine decides at a few thousand of them, the tick engine at all (about 12 s)."""
 EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_START = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -248,12 +251,12 @@ def check_scenario(
                 )
     if scenario.tick > scenario.duration:
         problems.append(Problem(("tick",), "tick is longer than the scenario's duration"))
-    elif scenario.duration / scenario.tick > MAX_TICKS:
+    elif scenario.duration / scenario.tick > MAX_SCENARIO_TICKS:
         problems.append(
             Problem(
                 ("tick",),
                 f"{format_duration(scenario.duration)} at a tick of {format_duration(scenario.tick)} "
-                f"would be more than {MAX_TICKS} ticks; use a longer tick",
+                f"would be more than {MAX_SCENARIO_TICKS} ticks; use a longer tick",
             )
         )
     problems += check_forecast(scenario, known_signals)

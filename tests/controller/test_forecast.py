@@ -19,7 +19,8 @@ from controller.sim.forecast import draw_scenario, forecast
 from controller.sim.scenario import parse_scenario
 from phases.plan_checks import parse_plan
 
-FLAGS = "{STAGE_VALIDATION_MODE: enforce, ENFORCE_WRITE_ONLY: false, ENFORCEMENT_PERCENT: 10, STAGE_VALIDATION_DRY_RUN: false}"
+# At 0 % no step raises the percentage, so none waits for a sign-off (no approvals are drawn).
+FLAGS = "{STAGE_VALIDATION_MODE: enforce, ENFORCE_WRITE_ONLY: false, ENFORCEMENT_PERCENT: 0, STAGE_VALIDATION_DRY_RUN: false}"
 PLAN = parse_plan(
     f"""
 name: exposed
