@@ -15,7 +15,13 @@ from phases.documents import MAX_DEPTH, DocumentError
 from phases.plan_checks import parse_plan
 
 PLAN = resources.files("phases").joinpath("plans/stage-validation-v3.yaml").read_text()
-GATE_THRESHOLD = "threshold: 0.001, window: 30m}"
+# One gate written once, in one place: 2.1's baseline error ratio (phases[0].gates[0]).
+# Gates shared through YAML anchors (the canary gates of 2.7 and 3, for instance)
+# would report one problem per use, so the mutations below target this one.
+GATE = '{name: baseline-error-ratio, signal: error_ratio, comparator: "<", threshold: 0.01, window: 24h}'
+GATE_LINE = PLAN.splitlines().index("      - " + GATE) + 1
+GATE_THRESHOLD = "threshold: 0.01, window: 24h}"
+GATE_WINDOW = "window: 24h}"
 
 
 def problem_of(text: str) -> str:
@@ -26,16 +32,22 @@ def problem_of(text: str) -> str:
 
 
 def swapped(old: str, new: str) -> str:
-    assert old in PLAN, old
+    assert PLAN.count(old) == 1, old
     return PLAN.replace(old, new, 1)
+
+
+def in_gate(old: str, new: str) -> str:
+    """The plan with `old` replaced by `new` inside GATE only."""
+    assert GATE.count(old) == 1, old
+    return swapped(GATE, GATE.replace(old, new))
 
 
 @pytest.mark.parametrize("threshold", [".inf", "-.inf", ".nan", "1.0e400", "'1e400'"])
 def test_a_threshold_that_is_not_a_finite_number_is_refused(threshold: str) -> None:
     """A threshold of infinity is a gate that always passes or a trigger that never fires."""
-    text = swapped(GATE_THRESHOLD, f"threshold: {threshold}, window: 30m}}")
-    assert "threshold" in problem_of(text)
-    assert "a number" in problem_of(text)
+    message = problem_of(in_gate(GATE_THRESHOLD, f"threshold: {threshold}, window: 24h}}"))
+    assert message.startswith(f"  phases[0].gates[0].threshold, line {GATE_LINE}: "), message
+    assert "a number" in message
 
 
 def test_a_zero_resolution_is_refused() -> None:
@@ -47,21 +59,24 @@ def test_a_zero_resolution_is_refused() -> None:
 def test_non_ascii_digits_are_not_read_as_numbers() -> None:
     percent = problem_of(swapped("ENFORCEMENT_PERCENT: 10}", "ENFORCEMENT_PERCENT: '١٠'}"))
     assert "ENFORCEMENT_PERCENT must be a whole number from 0 to 100, not '١٠'" in percent
-    duration = problem_of(swapped("window: 30m}", "window: ٣٠m}"))
+    duration = problem_of(in_gate(GATE_WINDOW, "window: ٣٠m}"))
+    assert duration.startswith(f"  phases[0].gates[0].window, line {GATE_LINE}: "), duration
     assert "invalid duration '٣٠m'" in duration and "ASCII digits" in duration
 
 
 def test_sub_second_durations_are_refused_so_the_hash_covers_every_duration() -> None:
     """Two plans differing only below a second shared a hash, so one's approval counted for both."""
-    message = problem_of(swapped("window: 30m}", "window: 30m0.5s}"))
-    assert "duration '30m0.5s' is not a whole number of seconds" in message
-    one_second_more = parse_plan(swapped("window: 30m}", "window: 30m1s}"), source="b.yaml")
+    message = problem_of(in_gate(GATE_WINDOW, "window: 24h0.5s}"))
+    assert message.startswith(f"  phases[0].gates[0].window, line {GATE_LINE}: "), message
+    assert "duration '24h0.5s' is not a whole number of seconds" in message
+    one_second_more = parse_plan(in_gate(GATE_WINDOW, "window: 24h1s}"), source="b.yaml")
     assert one_second_more.content_hash != parse_plan(PLAN, source="a.yaml").content_hash
 
 
 def test_a_duration_beyond_ten_years_is_refused_not_an_overflow() -> None:
-    message = problem_of(swapped("window: 30m}", "window: 99999999999999d}"))
-    assert "max_duration" in message or "window" in message
+    message = problem_of(in_gate(GATE_WINDOW, "window: 99999999999999d}"))
+    assert message.startswith(f"  phases[0].gates[0].window, line {GATE_LINE}: "), message
+    assert "duration '99999999999999d' is longer than the 3660d (ten years) allowed" in message
 
 
 def test_nesting_past_the_depth_cap_is_refused_with_its_line() -> None:
@@ -92,7 +107,7 @@ def test_a_long_bad_value_is_quoted_as_a_short_excerpt() -> None:
     huge = "x" * 100_000
     with pytest.raises(DocumentError) as raised:
         parse_plan(
-            swapped("threshold: 0.001, window: 30m}", f"threshold: {huge}, window: 30m}}"),
+            in_gate(GATE_THRESHOLD, f"threshold: {huge}, window: 24h}}"),
             source="b",
         )
     assert len(str(raised.value)) < 1000, len(str(raised.value))
