@@ -309,6 +309,9 @@ def _guarded(call: Any) -> list[dict[str, Any]]:
         raise _QueryFailed(_describe_http_error(str(error))) from None
     except ValueError as error:
         raise _QueryFailed(f"Prometheus sent an answer that is not JSON: {error}") from None
+    except (KeyError, TypeError):
+        # The client reads response.json()["data"]["result"] unchecked.
+        raise _QueryFailed("Prometheus sent an answer without data.result") from None
     if not isinstance(result, list):
         raise _QueryFailed(f"unexpected answer from Prometheus: {str(result)[:200]}")
     return result
