@@ -34,6 +34,8 @@ from controller.operator import Operator, OperatorSettings
 from phases.plan_checks import parse_plan
 from tests.kube.operator_world import (
     OPERATOR_USER,
+    RBAC_GROUP,
+    RBAC_KINDS,
     TINY_PLAN,
     World,
     install_admission_policies,
@@ -45,11 +47,58 @@ from tests.support.kube_emulator.server import GROUPS_HEADER
 REPO = Path(__file__).resolve().parents[2]
 POLICY_FILE = REPO / "manifests" / "base" / "approval-policy.yaml"
 CI_BOT = "system:serviceaccount:ci:deployer"
+APPROVERS = ("mallory", "bob", "carol", "carol@example.com")
+"""People of the namespace who may approve (manifests/base/roles.yaml), besides PEOPLE."""
+AUTHORS = ("alice", "bob")
+"""People who may write StageRollouts in the namespace (as a namespace owner does)."""
 
 
 @pytest.fixture
 def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
-    return make_world(kube_emulator(rollout_delay=0.05, job_delay=0.05))
+    return grant_people(make_world(kube_emulator(rollout_delay=0.05, job_delay=0.05)))
+
+
+def grant_people(world: World) -> World:
+    """RBAC is on: the approvers and the CI robot hold stage-rollout-approver in the
+    namespace, and the authors a Role that writes StageRollouts. The policy, not RBAC, is
+    what stops them from lying; `world.api` (group system:masters) is the cluster admin."""
+    users = [{"kind": "User", "apiGroup": RBAC_GROUP, "name": u} for u in APPROVERS]
+    robot = {"kind": "ServiceAccount", "name": "deployer", "namespace": "ci"}
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "approvers", "namespace": world.namespace},
+            "roleRef": {
+                "apiGroup": RBAC_GROUP,
+                "kind": "ClusterRole",
+                "name": "stage-rollout-approver",
+            },
+            "subjects": [*users, robot],
+        },
+        {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "Role",
+            "metadata": {"name": "rollout-authors", "namespace": world.namespace},
+            "rules": [
+                {
+                    "apiGroups": ["stage.rollout.dev"],
+                    "resources": ["stagerollouts"],
+                    "verbs": ["get", "list", "create", "update", "patch", "delete"],
+                }
+            ],
+        },
+        {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "rollout-authors", "namespace": world.namespace},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "rollout-authors"},
+            "subjects": [{"kind": "User", "apiGroup": RBAC_GROUP, "name": u} for u in AUTHORS],
+        },
+    ]
+    for obj in objects:
+        world.api.create(RBAC_KINDS[obj["kind"]], world.namespace, obj)
+    return world
 
 
 def person(world: World, user: str, *groups: str) -> KubeApi:
@@ -122,7 +171,7 @@ def test_without_the_policy_no_approval_counts_and_everyone_is_told(
     world: World, tamper: str, reason: str
 ) -> None:
     awaiting_approval(world)
-    admin = person(world, "cluster-admin")
+    admin = world.api
     name = "stageapprovals.stage.rollout.dev"
     if tamper == "delete-binding":
         admin.delete(ADMISSION_BINDINGS, "", name)
@@ -155,7 +204,7 @@ def test_without_the_policy_no_approval_counts_and_everyone_is_told(
 
 def test_without_the_policy_no_command_is_honoured(world: World) -> None:
     awaiting_approval(world)
-    person(world, "cluster-admin").delete(ADMISSION_BINDINGS, "", "stagecommands.stage.rollout.dev")
+    world.api.delete(ADMISSION_BINDINGS, "", "stagecommands.stage.rollout.dev")
     world.command("abort", by="someone-else")
     world.tick()
     assert world.status()["state"] == "awaiting_approval"
@@ -166,7 +215,7 @@ def test_records_made_while_the_policy_was_away_do_not_count_when_it_returns(
 ) -> None:
     awaiting_approval(world)
     assert world.emulator is not None
-    admin = person(world, "cluster-admin")
+    admin = world.api
     for kind in (ADMISSION_BINDINGS, ADMISSION_POLICIES):
         admin.delete(kind, "", "stageapprovals.stage.rollout.dev")
     approve_as(world, person(world, "mallory"), "alice")
@@ -178,7 +227,7 @@ def test_records_made_while_the_policy_was_away_do_not_count_when_it_returns(
 
 
 def test_server_defaults_in_the_installed_policy_are_not_a_change(world: World) -> None:
-    admin = person(world, "cluster-admin")
+    admin = world.api
     name = "stageapprovals.stage.rollout.dev"
     policy = admin.get(ADMISSION_POLICIES, "", name)
     assert policy is not None
@@ -201,7 +250,7 @@ def test_the_operator_checks_every_pass_and_exports_a_metric(world: World) -> No
     operator.tick_all()
     gauge = operator.telemetry.registry.get_sample_value
     assert gauge("stage_rollout_records_trusted") == 1
-    person(world, "cluster-admin").delete(ADMISSION_POLICIES, "", "stagerollouts.stage.rollout.dev")
+    world.api.delete(ADMISSION_POLICIES, "", "stagerollouts.stage.rollout.dev")
     operator.tick_all()
     assert gauge("stage_rollout_records_trusted") == 0
     operator.tick_now(world.namespace, world.name)  # the rollout itself is not due yet
@@ -211,9 +260,7 @@ def test_the_operator_checks_every_pass_and_exports_a_metric(world: World) -> No
 
 def test_the_unsafe_flag_trusts_records_and_says_so(world: World) -> None:
     assert world.emulator is not None
-    person(world, "cluster-admin").delete(
-        ADMISSION_BINDINGS, "", "stageapprovals.stage.rollout.dev"
-    )
+    world.api.delete(ADMISSION_BINDINGS, "", "stageapprovals.stage.rollout.dev")
     trust = check_admission(world.api, unsafe_trust=True)
     assert trust.trusted and trust.reason == "TrustedUnsafely"
     assert "--unsafe-trust-records-without-policy" in trust.message
@@ -253,7 +300,9 @@ def strict_world(
     """The tiny plan with `warm` asking for `approval`; created by `requester` when given."""
     plan = yaml.safe_load(TINY_PLAN)
     plan["phases"][0]["approval"] = approval
-    world = make_world(kube_emulator(rollout_delay=0.05, job_delay=0.05), plan={"inline": plan})
+    world = grant_people(
+        make_world(kube_emulator(rollout_delay=0.05, job_delay=0.05), plan={"inline": plan})
+    )
     world.plan = parse_plan(yaml.safe_dump(plan), source="strict")
     if requester:
         body = world.rollout()
