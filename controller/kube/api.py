@@ -65,7 +65,7 @@ IMPERSONATE_USER = "Impersonate-User"
 _BUILT_IN = {CONFIGMAPS.plural, DEPLOYMENTS.plural, JOBS.plural, EVENTS.plural, LEASES.plural}
 _HINTS = {
     401: "the credentials were not accepted",
-    403: "the operator's ServiceAccount lacks this permission (see manifests/base/rbac.yaml)",
+    403: "the caller lacks this permission (the operator's rights: manifests/base/rbac.yaml)",
     404: "it does not exist",
     409: "it changed since it was read (resourceVersion conflict)",
     410: "the requested resourceVersion is too old",

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.kube.api import EVENTS
-from tests.kube.operator_world import World, make_world
+from tests.kube.operator_world import PEOPLE, World, make_world
 from tests.support.kube_emulator import KubeEmulator
 
 runner = CliRunner()
@@ -397,9 +397,31 @@ def test_the_namespace_comes_from_the_kubeconfig_context_as_in_kubectl(
     code, _out, err = bare(
         path, "approve", "api-rollout", "--context", "elsewhere", "--reason", "x"
     )
-    assert code == 2 and "no StageRollout 'api-rollout' in namespace elsewhere" in err
+    # The context's namespace is asked: alice may not read it (RBAC), and the refusal names it.
+    assert code == 2 and "in namespace elsewhere" in err
     code, _out, err = bare(path, "status", "api-rollout", "--context", "elsewhere", "-n", "shop")
     assert code == 0, err  # -n wins over the context's namespace
+
+
+def view_everywhere(world: World) -> None:
+    """The shipped viewer role bound cluster-wide, as -A needs on a real cluster."""
+    assert world.emulator is not None
+    world.emulator.create(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "viewers"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "stage-rollout-viewer",
+            },
+            "subjects": [
+                {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": person}
+                for person in PEOPLE
+            ],
+        }
+    )
 
 
 def test_all_namespaces_lists_rollouts_of_every_namespace_with_their_namespace(
@@ -413,6 +435,7 @@ def test_all_namespaces_lists_rollouts_of_every_namespace_with_their_namespace(
     world.api.create(
         NAMESPACES, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "blue"}}
     )
+    view_everywhere(world)
     world.api.create(
         ROLLOUTS,
         "blue",
