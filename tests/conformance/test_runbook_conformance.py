@@ -306,6 +306,12 @@ EXPECTED: dict[str, Expect] = {
         max_percent=25,
         final_step="3@10",
     ),
+    "degrade-late-in-window": Expect(
+        quote="If conditions degrade within 30 minutes of increase, rollback to previous percentage.",
+        path=(*TO_3_25, "3@10"),
+        rollback_within="30m",
+        max_percent=25,
+    ),
     "degrade-after-window": Expect(
         quote="If conditions degrade within 30 minutes of increase, rollback to previous percentage.",
         path=TO_3_25,
