@@ -16,7 +16,7 @@ from phases.needs import AlertReading, Needs, judge, mode_from_value
 from phases.observations import Observations, TargetState
 from phases.plan import Plan
 from phases.status import RolloutStatus
-from phases.verdicts import Verdict, WindowSummary
+from phases.verdicts import AlertHistory, Verdict, WindowSummary
 
 _NO_ALERTS = AlertReading(frozenset())
 
@@ -41,7 +41,12 @@ class JudgeMemo:
         needs: Needs,
         summaries: dict[tuple[str, timedelta], WindowSummary],
         alerts: AlertReading,
+        histories: dict[tuple[tuple[str, ...], timedelta], AlertHistory] | None = None,
     ) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
+        if histories:
+            # Alert histories carry their read time: a new read is a new judgement.
+            self._key = ()
+            return judge(plan, status, needs, summaries, alerts, histories)
         key = (needs.windows, needs.alerts, alerts, status.baselines, *summaries.values())
         if (
             self._verdicts is not None
@@ -74,10 +79,11 @@ def observe(
         if key not in summaries:
             summaries[key] = metrics.summarize(check.signal, check.query, check.window, now)
     alerts = metrics.firing_alerts(needs.alert_names, now) if needs.alerts else _NO_ALERTS
+    histories = read_alert_histories(needs, now, metrics)
     if memo is not None:
-        gates, triggers = memo.judge(plan, status, needs, summaries, alerts)
+        gates, triggers = memo.judge(plan, status, needs, summaries, alerts, histories)
     else:
-        gates, triggers = judge(plan, status, needs, summaries, alerts)
+        gates, triggers = judge(plan, status, needs, summaries, alerts, histories)
     baselines = (
         {
             check.signal: metrics.average(check.signal, check.query, check.since, now)
@@ -99,6 +105,19 @@ def observe(
         commands=people.commands(now),
         jobs=jobs.observe(now),
     )
+
+
+def read_alert_histories(
+    needs: Needs, now: datetime, metrics: MetricsSource
+) -> dict[tuple[tuple[str, ...], timedelta], AlertHistory]:
+    """Each distinct alert history the checks need, read once."""
+    histories: dict[tuple[tuple[str, ...], timedelta], AlertHistory] = {}
+    for check in needs.alert_windows:
+        if check.read_key not in histories:
+            histories[check.read_key] = metrics.alert_history(
+                check.alerts, check.coverage_query, check.window, now
+            )
+    return histories
 
 
 def _with_modes(plan: Plan, target: TargetState, values: tuple[float, ...] | None) -> TargetState:

@@ -34,7 +34,7 @@ from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
 from phases.needs import AlertReading
 from phases.plan import Plan
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 log = logging.getLogger("stage_rollout.operator")
 WATCHED: tuple[Kind, ...] = (ROLLOUTS, APPROVALS, COMMANDS)
@@ -69,6 +69,11 @@ class _NoPrometheus:
 
     def firing_alerts(self, names: Sequence[str], at: datetime) -> AlertReading:
         return AlertReading(None, self.REASON)
+
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        return AlertHistory.failed(at, window, self.REASON)
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         return None

@@ -14,7 +14,7 @@ from typing import Protocol
 from phases.actions import RestartWorkloads, SetFlags, StartJob
 from phases.needs import AlertReading
 from phases.observations import Approval, Command, JobObservation, TargetState
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,12 @@ class MetricsSource(Protocol):
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         """The mean of `query` over [start, end], or None without data."""
+        ...
+
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        """The named alerts' activity over (at - window, at], and where the history has gaps."""
         ...
 
     def modes(self, query: str, at: datetime) -> tuple[float, ...] | None:

@@ -28,8 +28,16 @@ from phases.approvals import ApprovalCount, count_approvals
 from phases.durations import format_duration
 from phases.flags import WARN_FLAGS, hash_flags
 from phases.machine import PhaseMachines, machines_for
+from phases.needs import query_lookback
 from phases.observations import Command, JobPhase, Observations
-from phases.plan import WRITE_ONLY_FLAG, JobGate, Plan, SignalGate, SignalTrigger
+from phases.plan import (
+    WRITE_ONLY_FLAG,
+    AlertsGate,
+    JobGate,
+    Plan,
+    SignalGate,
+    SignalTrigger,
+)
 from phases.status import (
     HANDLED_LIMIT,
     HISTORY_LIMIT,
@@ -38,7 +46,7 @@ from phases.status import (
     StepState,
     TransitionRecord,
 )
-from phases.steps import GateSpec, Step
+from phases.steps import GateSpec, Step, TriggerSpec
 from phases.verdicts import Outcome, Verdict
 from phases.windows import promotion_blocker
 
@@ -425,9 +433,41 @@ class _Tick:
 
     # triggers -----------------------------------------------------------------
 
+    def _evidence_floor(self) -> datetime | None:
+        """The moment a trigger's evidence must lie entirely after.
+
+        A step restored by a rollback counts only what was gathered once it is in
+        effect again: the degradation that rolled the step back, read through
+        windows that reach back across the rollback, must not roll it back again.
+        A promoted step counts everything since its flags were written, so that a
+        slow rollout of a bad step is rolled back before it completes.
+        """
+        if self.status.hold_for_approval:
+            return self.status.in_effect_at
+        return self.status.flags_applied_at
+
+    def _evidence_start(self, trigger: TriggerSpec, verdict: Verdict) -> datetime:
+        """Where a failing verdict's evidence begins, the data behind its first sample included."""
+        if isinstance(trigger, SignalTrigger):
+            query = self.plan.signals[trigger.signal].query
+            return self.now - trigger.sustained_for - query_lookback(query)
+        return self.now - verdict.window
+
+    def _in_degradation_window(self, trigger: TriggerSpec, verdict: Verdict) -> bool:
+        """Whether the degradation was first seen within the window after the step took effect."""
+        if self.status.hold_for_approval:
+            return False
+        in_effect_at = self.status.in_effect_at
+        if in_effect_at is None:
+            return True
+        seen = self.now - (
+            trigger.sustained_for if isinstance(trigger, SignalTrigger) else verdict.window
+        )
+        return seen <= in_effect_at + self.step.degradation_window
+
     def _handle_triggers(self) -> None:
-        applied_at = self.status.flags_applied_at
-        if applied_at is None:
+        floor = self._evidence_floor()
+        if floor is None:
             return
         step = self.step
         fired: list[str] = []
@@ -435,12 +475,10 @@ class _Tick:
             verdict = self.seen.triggers.get(trigger.key)
             if verdict is None or not verdict.failed:
                 continue
-            evidence = trigger.sustained_for if isinstance(trigger, SignalTrigger) else timedelta(0)
-            since = self.now - evidence
-            if since < applied_at:
+            if self._evidence_start(trigger, verdict) < floor:
                 continue
-            if trigger.scope == "degradation_window" and (
-                self.status.hold_for_approval or since > applied_at + step.degradation_window
+            if trigger.scope == "degradation_window" and not self._in_degradation_window(
+                trigger, verdict
             ):
                 continue
             fired.append(f"{trigger.key}: {verdict.reason}")
@@ -624,9 +662,10 @@ class _Tick:
                 return blockers
         in_effect_at = status.in_effect_at or self.now
         for gate in step.gates:
-            if isinstance(gate, SignalGate) and self.now - gate.window < in_effect_at:
+            reach = self._gate_reach(gate)
+            if reach is not None and self.now - reach < in_effect_at:
                 blockers.append(
-                    f"{gate.key}: its {format_duration(gate.window)} window is not yet covered by this step"
+                    f"{gate.key}: its {format_duration(reach)} window is not yet covered by this step"
                 )
                 continue
             verdict = self._gate_verdict(gate)
@@ -636,6 +675,19 @@ class _Tick:
             if self.seen.baselines.get(signal) is None:
                 blockers.append(f"baseline of {signal}: not measured yet")
         return blockers
+
+    @staticmethod
+    def _gate_reach(gate: GateSpec) -> timedelta | None:
+        """How far back a gate's samples reach: all of them must be taken with the step in effect.
+
+        A slow rollout therefore never shortens a window. (Unlike a trigger after a
+        rollback, a gate's first samples may still reflect the last minutes of the
+        step before through the query's own rate window: that step was healthy
+        enough to promote, and the soak is as long as the longest window anyway.)
+        """
+        if isinstance(gate, SignalGate | AlertsGate):
+            return gate.window
+        return None
 
     def _consider_promotion(self) -> None:
         blockers = self._gate_blockers()

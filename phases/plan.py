@@ -96,6 +96,11 @@ class AlertsGate(StrictModel):
 
     name: str | None = None
     no_firing_alerts: list[str] = Field(min_length=1)
+    window: Duration | None = Field(
+        default=None,
+        description="none may have fired at any point of this window (read from the alert "
+        "history, with the gap rules of signal gates); without it, only now counts",
+    )
 
     _name = field_validator("name")(_check_name)
 
@@ -171,6 +176,12 @@ class AlertTrigger(StrictModel):
 
     name: str | None = None
     alert_firing: str
+    sustained_for: Duration | None = Field(
+        default=None,
+        alias="for",
+        description="the alert rule's `for`: an alert already active before the step took "
+        "effect counts once it stayed firing this long after; without it, it never does",
+    )
     scope: TriggerScope = "step"
 
     _name = field_validator("name")(_check_name)
@@ -367,6 +378,12 @@ class Evaluation(StrictModel):
 
     resolution: Duration = timedelta(minutes=1)
     gap_tolerance: Duration = timedelta(minutes=5)
+    alert_coverage: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PromQL with a sample wherever Prometheus evaluated the alert rules; its "
+        "gaps are gaps in the alert history that windowed alert gates and triggers read",
+    )
 
 
 class Plan(StrictModel):

@@ -42,7 +42,38 @@ def check_plan(plan: Plan) -> list[Problem]:
     problems += _check_progression(plan)
     problems += _check_references(plan)
     problems += _check_durations(plan)
+    problems += _check_alert_history(plan)
     return problems
+
+
+def _check_alert_history(plan: Plan) -> Iterator[Problem]:
+    """Windowed alert gates read the alert history, whose gaps only a coverage signal shows."""
+    coverage = plan.evaluation.alert_coverage
+    for p, phase in enumerate(plan.phases):
+        owners = [(("phases", p), phase.gates, phase.triggers)] + [
+            (("phases", p, "steps", s), spec.gates, spec.triggers)
+            for s, spec in enumerate(phase.steps)
+        ]
+        for base, gates, triggers in owners:
+            for g, gate in enumerate(gates):
+                if not isinstance(gate, AlertsGate) or gate.window is None:
+                    continue
+                path = (*base, "gates", g, "window")
+                if gate.window <= timedelta(0):
+                    yield Problem(path, "a gate's window must be longer than 0s")
+                elif coverage is None:
+                    yield Problem(
+                        path,
+                        "an alert gate with a window reads the alert history; give the query "
+                        "that shows where it has gaps as evaluation.alert_coverage",
+                    )
+            for t, trigger in enumerate(triggers):
+                held = trigger.sustained_for if isinstance(trigger, AlertTrigger) else None
+                if held is not None and held <= timedelta(0):
+                    yield Problem(
+                        (*base, "triggers", t, "for"),
+                        "an alert trigger's for must be longer than 0s",
+                    )
 
 
 def _step_specs(plan: Plan) -> Iterator[tuple[Path, Phase, StepSpec]]:

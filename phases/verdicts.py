@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from phases.durations import format_duration
@@ -231,3 +231,100 @@ def judge_alert_trigger(
     if alert in firing:
         return Verdict(name, Outcome.FAIL, f"alert {alert} is firing")
     return Verdict(name, Outcome.PASS, f"alert {alert} is not firing")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistory:
+    """What a source found in the alert history over one window ending at `at`.
+
+    `coverage` summarises the plan's coverage signal over the same window: where
+    it has no samples, Prometheus was not evaluating its rules, so an alert that
+    is absent there is not known to be quiet. `active_since` holds, for each alert
+    active (pending or firing) at `at`, the first sample of the unbroken run that
+    ends at `at`; a run that starts at the window's first sample may be older.
+    """
+
+    at: datetime
+    window: timedelta
+    coverage: WindowSummary | None
+    fired: frozenset[str] = frozenset()
+    firing_now: frozenset[str] = frozenset()
+    active_since: Mapping[str, datetime] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, at: datetime, window: timedelta, error: str) -> AlertHistory:
+        return cls(at=at, window=window, coverage=None, error=error)
+
+
+def _history_problem(history: AlertHistory, gap_tolerance: timedelta) -> str | None:
+    if history.error is not None:
+        return f"alert history could not be read: {history.error}"
+    if history.coverage is None:
+        return None
+    problem = _data_problem(history.coverage, gap_tolerance)
+    return f"alert history incomplete: {problem}" if problem else None
+
+
+def judge_alert_window(
+    name: str, alerts: tuple[str, ...], history: AlertHistory, gap_tolerance: timedelta
+) -> Verdict:
+    """A windowed "no firing alerts" gate: pass only when none fired and the history has no gap."""
+    window = format_duration(history.window)
+    fired = sorted(history.fired.intersection(alerts))
+    if history.error is None and fired:
+        return Verdict(
+            name,
+            Outcome.FAIL,
+            f"fired within the last {window}: {', '.join(fired)}",
+            window=history.window,
+        )
+    problem = _history_problem(history, gap_tolerance)
+    if problem is not None:
+        return Verdict(name, Outcome.UNKNOWN, problem, window=history.window)
+    return Verdict(
+        name,
+        Outcome.PASS,
+        f"none of {', '.join(alerts)} fired in the last {window}",
+        window=history.window,
+    )
+
+
+def judge_alert_history_trigger(
+    name: str,
+    alert: str,
+    sustained_for: timedelta | None,
+    history: AlertHistory,
+    gap_tolerance: timedelta,
+) -> Verdict:
+    """An alert trigger from the history: `fail` carries in `window` how far back its evidence goes.
+
+    The evidence starts when the alert became active, or `sustained_for` ago when it
+    has been active longer: `decide` counts it only when that start is newer than
+    the moment the step took effect.
+    """
+    if history.error is None and alert not in history.firing_now:
+        return Verdict(name, Outcome.PASS, f"alert {alert} is not firing")
+    problem = _history_problem(history, gap_tolerance)
+    if problem is not None:
+        return Verdict(name, Outcome.UNKNOWN, problem)
+    since = history.active_since.get(alert, history.at)
+    first_sample = history.at - history.window
+    if sustained_for is not None:
+        start = max(since, history.at - sustained_for)
+    elif since > first_sample:
+        start = since
+    else:
+        return Verdict(
+            name,
+            Outcome.UNKNOWN,
+            f"alert {alert} has been active for all of the last {format_duration(history.window)}; "
+            "without the trigger's `for`, its start cannot be placed after the step took effect",
+        )
+    active = format_duration(history.at - since)
+    return Verdict(
+        name,
+        Outcome.FAIL,
+        f"alert {alert} is firing (active for {active} of the {format_duration(history.window)} read)",
+        window=history.at - start,
+    )

@@ -39,7 +39,7 @@ from urllib3.util.retry import Retry
 from controller.ports import WindowRequest
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
@@ -212,6 +212,25 @@ class PrometheusSource:
                 self._alerts[key] = reading
         return reading
 
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        """A range query of ALERTS (pending and firing) for the named alerts, plus coverage.
+
+        The coverage query is read like any signal window (from this tick's cache when
+        prefetched); its gaps are where Prometheus kept no alert history.
+        """
+        pattern = "|".join(re.escape(name) for name in alerts)
+        start = at - window
+        try:
+            series = self._range(f'ALERTS{{alertname=~"{pattern}"}}', start, at)
+        except _QueryFailed as failure:
+            return AlertHistory.failed(at, window, str(failure))
+        coverage = (
+            self.summarize("", coverage_query, window, at) if coverage_query is not None else None
+        )
+        return alert_history_of(series, coverage, start, at, self.resolution)
+
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         try:
             series = self._range(query, start, end)
@@ -344,6 +363,48 @@ def summarize_samples(
     largest = max(0.0, *gaps)
     return WindowSummary.of_values(
         query, window, [value for _ts, value in points], timedelta(seconds=round(largest, 3))
+    )
+
+
+def alert_history_of(
+    series: list[dict[str, Any]],
+    coverage: WindowSummary | None,
+    start: datetime,
+    at: datetime,
+    resolution: timedelta,
+) -> AlertHistory:
+    """Fold ALERTS range-query series (one per alert, state and label set) into an AlertHistory."""
+    step = max(resolution.total_seconds(), 1.0)
+    # The client sends whole seconds; the evaluation steps count from the rounded start.
+    first, end = round(start.timestamp()), round(at.timestamp())
+    last = first + math.floor((end - first) / step) * step
+    active: dict[str, set[float]] = {}
+    fired: set[str] = set()
+    firing_now: set[str] = set()
+    for item in series:
+        metric = item.get("metric", {})
+        name = str(metric.get("alertname", ""))
+        times = {round(float(ts), 3) for ts, _value in item.get("values", [])}
+        active.setdefault(name, set()).update(times)
+        if metric.get("alertstate") == "firing" and times:
+            fired.add(name)
+            if round(last, 3) in times:
+                firing_now.add(name)
+    since: dict[str, datetime] = {}
+    for name, times in active.items():
+        t = last
+        if round(t, 3) not in times:
+            continue
+        while round(t - step, 3) in times:
+            t -= step
+        since[name] = datetime.fromtimestamp(t, at.tzinfo)
+    return AlertHistory(
+        at=at,
+        window=at - start,
+        coverage=coverage,
+        fired=frozenset(fired),
+        firing_now=frozenset(firing_now),
+        active_since=since,
     )
 
 

@@ -17,9 +17,24 @@ from datetime import datetime, timedelta
 
 from controller.sim.scenario import Point, Scenario
 from phases.needs import AlertReading
-from phases.verdicts import WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 _OUTAGE = "Prometheus did not answer (scripted outage)"
+_COVERAGE = "\0alert-history-coverage"
+"""The timeline of Prometheus being up: 1 everywhere but in outages (no signal has this name)."""
+
+
+def _run_start(runs: list[tuple[float, float]], end: float) -> float | None:
+    """The start of the unbroken stretch of runs [from, to) that covers `end`, or None."""
+    covering = [run for run in runs if run[0] <= end < run[1]]
+    if not covering:
+        return None
+    began = min(a for a, _b in covering)
+    while earlier := [a for a, b in runs if a < began <= b]:
+        began = min(earlier)
+    return began
+
+
 Timeline = tuple[list[float], list[float | None]]
 
 
@@ -37,6 +52,7 @@ class ScriptedMetrics:
         self._alerts = [
             (a.name, a.start.total_seconds(), a.end.total_seconds()) for a in scenario.alerts
         ]
+        self._coverage = self._fold([Point(at=timedelta(0), value=1.0)])
         self._readings: dict[frozenset[str], AlertReading] = {}
         self._last_at: datetime | None = None
         self._last_offset = 0.0
@@ -171,6 +187,44 @@ class ScriptedMetrics:
         if reading is None:
             reading = self._readings[firing] = AlertReading(firing)
         return reading
+
+    def alert_history(
+        self, alerts: Sequence[str], coverage_query: str | None, window: timedelta, at: datetime
+    ) -> AlertHistory:
+        """The scripted alerts over the window; the history has gaps where outages are.
+
+        A scripted alert is active and firing from its `from` to its `to`: scenarios
+        script no pending time. Before the scenario starts there is no history.
+        """
+        end = self._offset(at)
+        if self._down(end):
+            return AlertHistory.failed(at, window, _OUTAGE)
+        start = end - self._seconds(window)
+        coverage = self._coverage_summary(coverage_query, window, at)
+        names = set(alerts)
+        runs = [(n, a, b) for n, a, b in self._alerts if n in names and a <= end and b > start]
+        fired = frozenset(n for n, _a, _b in runs)
+        since: dict[str, datetime] = {}
+        for name in fired:
+            began = _run_start([(a, b) for n, a, b in runs if n == name], end)
+            if began is not None:
+                since[name] = self._start + timedelta(seconds=max(began, start))
+        return AlertHistory(
+            at=at,
+            window=window,
+            coverage=coverage,
+            fired=fired,
+            firing_now=frozenset(since),
+            active_since=since,
+        )
+
+    def _coverage_summary(
+        self, coverage_query: str | None, window: timedelta, at: datetime
+    ) -> WindowSummary | None:
+        if coverage_query is None:
+            return None
+        self._timelines.setdefault(_COVERAGE, self._coverage)
+        return self.summarize(_COVERAGE, coverage_query, window, at)
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         if self._down(self._offset(end)) or signal not in self._timelines:

@@ -8,11 +8,14 @@ starting a server, and lets the server stay a thin shell around it.
 Interpretation, where the runbook leaves room:
 
 - ``off`` validates nothing.
-- ``ENFORCE_WRITE_ONLY=true`` enforces every write and leaves reads in warn, in warn
-  and in enforce mode alike (phase 2.5).
+- ``ENFORCE_WRITE_ONLY=true`` enforces every write, in warn and in enforce mode
+  alike (phase 2.5, kept through phases 3 and 4 as the runbook's production
+  configuration shows it beside ``enforcementPercent: 10``). In warn mode reads
+  stay warned.
 - ``ENFORCEMENT_PERCENT`` selects, by a SHA-256 bucket of the request id, which
-  requests ``enforce`` mode enforces; the others are warned (phase 3). It does not
-  thin out write-only enforcement: phase 2.5 runs with the percentage at 0.
+  requests ``enforce`` mode enforces; the others are warned (phase 3). It adds to
+  write enforcement and never thins it out: with write enforcement on, every write
+  is enforced at any percentage, and reads are enforced at the percentage.
 - ``STAGE_VALIDATION_DRY_RUN=true`` shadow-enforces the requests that would only be
   warned: they are judged as in enforce mode but never rejected (phase 2.7).
   Requests that are really enforced (writes under write-only) stay enforced, so
@@ -189,8 +192,8 @@ def effective_mode(config: AppConfig, operation: Operation, request_id: str) -> 
     """The mode one request is validated in, after write-only and percentage rules."""
     if config.mode == "off":
         return "off"
-    if config.enforce_write_only:
-        return "enforce" if operation == "write" else "warn"
+    if config.enforce_write_only and operation == "write":
+        return "enforce"
     if config.mode == "enforce" and enforcement_applies(request_id, config.enforcement_percent):
         return "enforce"
     return "warn"

@@ -98,7 +98,7 @@ def test_anything_else_is_unknown(stage: str) -> None:
             "enforce",
         ),
         (AppConfig(mode="warn", enforce_write_only=True), "read", "warn"),
-        (AppConfig(mode="enforce", enforce_write_only=True), "read", "warn"),
+        (AppConfig(mode="enforce", enforce_write_only=True, enforcement_percent=0), "read", "warn"),
         (AppConfig(mode="enforce", enforcement_percent=100), "read", "enforce"),
         (AppConfig(mode="enforce", enforcement_percent=0), "write", "warn"),
     ],

@@ -211,13 +211,14 @@ def test_an_unknown_trigger_holds_and_never_rolls_back(driver: Driver) -> None:
 
 
 def test_trigger_evidence_older_than_the_steps_flags_is_not_counted(driver: Driver) -> None:
+    """The trigger holds for 5m on `rate(...[5m])`: its evidence reaches 10m back."""
     driver.walk_to("3@50")
     entered = driver.status.flags_applied_at
     assert entered is not None
-    driver.now = entered + timedelta(minutes=3)
+    driver.now = entered + timedelta(minutes=9)
     driver.tick(trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
     assert driver.status.step == "3@50"
-    driver.advance(timedelta(minutes=3), trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
+    driver.advance(timedelta(minutes=1), trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
     assert driver.status.step == "3@25"
 
 

@@ -358,9 +358,9 @@ def _cases() -> list[Case]:
     )
 
     text = swap(
-        "    flags:\n      STAGE_VALIDATION_MODE: enforce\n      ENFORCE_WRITE_ONLY: false\n"
+        "    flags:\n      STAGE_VALIDATION_MODE: enforce\n      ENFORCE_WRITE_ONLY: true\n"
         "      ENFORCEMENT_PERCENT: 100\n",
-        "    flags:\n      STAGE_VALIDATION_MODE: off\n      ENFORCE_WRITE_ONLY: false\n"
+        "    flags:\n      STAGE_VALIDATION_MODE: off\n      ENFORCE_WRITE_ONLY: true\n"
         "      ENFORCEMENT_PERCENT: 100\n",
     )
     add(
@@ -419,8 +419,8 @@ def _cases() -> list[Case]:
     )
 
     text = swap(
-        "      ENFORCE_WRITE_ONLY: false\n      STAGE_VALIDATION_DRY_RUN: false\n    steps:",
-        "      ENFORCE_WRITE_ONLY: false\n    steps:",
+        "      ENFORCE_WRITE_ONLY: true\n      STAGE_VALIDATION_DRY_RUN: false\n    steps:",
+        "      ENFORCE_WRITE_ONLY: true\n    steps:",
     )
     add(
         case(
