@@ -3,7 +3,7 @@
 Every scenario in `scenarios/` scripts one criterion, duration, alert or rollback
 scenario of the stage-validation v3 runbook and quotes the sentence in its leading
 comment. `EXPECTED` below states, per scenario, the outcome that sentence implies:
-the steps walked (rollbacks included), when a step may first be left, by when it
+the steps walked (rollbacks included), how many steps back one degradation costs, when a step may first be left, by when it
 must be left or rolled back, the flags the target is asked for, the captured
 baselines. The expectations were written from the runbook before the scenarios were
 run; where the runbook is ambiguous, the scenario's comment says what was chosen.
@@ -63,6 +63,7 @@ class Expect:
     final_state: str | None = None
     max_percent: int | None = None
     rollbacks: int | None = None
+    max_rollbacks: int | None = None
     not_promoted_before: Mapping[str, str] = field(default_factory=dict)
     promoted_by: Mapping[str, str] = field(default_factory=dict)
     dwell: Mapping[str, tuple[str, str]] = field(default_factory=dict)
@@ -205,6 +206,12 @@ EXPECTED: dict[str, Expect] = {
         quote="No new invalid writes entering system (enforced)",
         path=TO_2_5,
         final_state="stalled",
+    ),
+    "invalid-writes-in-phase-3": Expect(
+        quote="No new invalid writes entering system (enforced)",
+        max_percent=25,
+        max_rollbacks=1,
+        not_promoted_before={"3@25": "214h20m"},
     ),
     "scenario-2-write-enforcement-off": Expect(
         quote="# Toggle off write enforcement, keep reads in warn",
@@ -469,6 +476,8 @@ def test_scenario_ends_as_the_runbook_says(name: str) -> None:
         assert outcome.max_percent == expect.max_percent, outcome.result.percent_changes
     if expect.rollbacks is not None:
         assert len(outcome.rollbacks) == expect.rollbacks, _moves(outcome)
+    if expect.max_rollbacks is not None:
+        assert len(outcome.rollbacks) <= expect.max_rollbacks, _moves(outcome)
     for signal, (low, high) in expect.baselines.items():
         assert low <= final.baselines.get(signal, float("nan")) <= high, final.baselines
 
