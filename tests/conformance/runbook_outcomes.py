@@ -121,10 +121,11 @@ def offset(text: str) -> timedelta:
 def run(name: str) -> Outcome:
     """Simulate scenario `name` once per test session against the bundled plan."""
     scenario = load_scenario(str(SCENARIOS / f"{name}.yaml"), PLAN)
+    steps = steps_of(PLAN)
     seen: list[FlagsSeen] = []
 
     def record(now: datetime, status: RolloutStatus) -> None:
-        flags = dict(expected_flags(PLAN_STEPS.get(status.step), status)[0])
+        flags = dict(expected_flags(steps.get(status.step), status)[0])
         in_effect = status.state in IN_EFFECT_STATES
         last = seen[-1] if seen else None
         if last is None or (last.step, last.in_effect, last.flags) != (

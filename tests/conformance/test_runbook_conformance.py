@@ -3,9 +3,9 @@
 Every scenario in `scenarios/` scripts one criterion, duration, alert or rollback
 scenario of the stage-validation v3 runbook and quotes the sentence in its leading
 comment. `EXPECTED` below states, per scenario, the outcome that sentence implies:
-the steps walked (rollbacks included), how many steps back one degradation costs, when a step may first be left, by when it
-must be left or rolled back, the flags the target is asked for, the captured
-baselines. The expectations were written from the runbook before the scenarios were
+the steps walked (rollbacks included), how many steps back one degradation costs,
+when a step may first be left, by when it must be left or rolled back, the flags the
+target is asked for, restarts, the captured baselines. The expectations were written from the runbook before the scenarios were
 run; where the runbook is ambiguous, the scenario's comment says what was chosen.
 Every scenario runs once, through the same `simulate` engine as `stagectl simulate`.
 """
@@ -75,6 +75,7 @@ class Expect:
     baselines: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     jobs_resumed: Mapping[str, int] = field(default_factory=dict)
     jobs_never_started: tuple[str, ...] = ()
+    restarts: int | None = None
 
 
 def canary(step: str, after: str, quote: str) -> Expect:
@@ -218,15 +219,18 @@ EXPECTED: dict[str, Expect] = {
         final_step="2.5",
         max_percent=0,
         flags_from={"40h1m": {MODE: "warn", WRITE_ONLY: "false", PERCENT: "0"}},
+        restarts=3,  # "# Restart services": 2.1's flags, 2.5's, then write enforcement off
     ),
     "scenario-3-full-rollback-from-3-at-25": Expect(
         quote="# Disable all enforcement",
         max_percent=25,
         flags_from={"190h1m": WARN_ONLY},
+        restarts=6,  # "# Restart": 2.1, 2.5, 2.7, 3@10, 3@25, then warn
     ),
     "scenario-3-full-rollback-from-4": Expect(
         quote="# Disable all enforcement",
         flags_from={"330h1m": WARN_ONLY},
+        restarts=8,  # 2.1, 2.5, 2.7, the four percentages (4 keeps 3@100's flags), warn
     ),
     # Phase 2.7 and the blast-radius alert --------------------------------------------------
     "2.7-proceed": Expect(
@@ -476,6 +480,8 @@ def test_scenario_ends_as_the_runbook_says(name: str) -> None:
         assert outcome.max_percent == expect.max_percent, outcome.result.percent_changes
     if expect.rollbacks is not None:
         assert len(outcome.rollbacks) == expect.rollbacks, _moves(outcome)
+    if expect.restarts is not None:
+        assert outcome.result.restarts == expect.restarts
     if expect.max_rollbacks is not None:
         assert len(outcome.rollbacks) <= expect.max_rollbacks, _moves(outcome)
     for signal, (low, high) in expect.baselines.items():
