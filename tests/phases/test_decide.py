@@ -12,9 +12,11 @@ from phases.actions import EventKind, SetFlags, StartJob
 from phases.decide import decide
 from phases.flags import WARN_FLAGS
 from phases.observations import JobObservation, JobPhase
+from phases.plan import AlertsGate, SignalGate, SignalTrigger
 from phases.plan_checks import parse_plan
 from phases.status import StepState
-from phases.verdicts import Outcome, Verdict
+from phases.steps import steps_of
+from phases.verdicts import AlertHistory, Outcome, Verdict, judge_alert_history_trigger
 
 PLAN = load_plan()
 
@@ -413,3 +415,257 @@ def test_rollback_with_write_enforcement_off_keeps_the_step_and_only_that_flag(
     assert [e.message for e in again.events if e.kind is EventKind.COMMAND_REJECTED] == [
         "rollback by bob: write enforcement is already off at step 2.5"
     ]
+
+
+# --- one step back per degradation episode (runbook: "rollback to previous percentage") ---
+
+
+def alert_verdict(driver: Driver, active_since: timedelta, *, key: str = "high-error-rate-alert"):
+    """The alert trigger's verdict as `judge` gives it: the alert active since `active_since` ago."""
+    trigger = next(t for t in driver.step.triggers if t.key == key)
+    history = AlertHistory(
+        at=driver.now,
+        window=trigger.sustained_for,
+        coverage=None,
+        fired=frozenset({trigger.alert_firing}),
+        firing_now=frozenset({trigger.alert_firing}),
+        active_since={
+            trigger.alert_firing: max(driver.now - active_since, driver.now - trigger.sustained_for)
+        },
+    )
+    verdict = judge_alert_history_trigger(
+        key, trigger.alert_firing, trigger.sustained_for, history, timedelta(minutes=5)
+    )
+    assert verdict.failed
+    _gates, triggers = driver.verdicts()
+    return {**triggers, key: verdict}
+
+
+def test_an_alert_still_firing_after_a_rollback_costs_one_step_not_four(driver: Driver) -> None:
+    """Runbook: "If conditions degrade within 30 minutes of increase, rollback to previous
+    percentage." `StageValidationHighErrorRate` fires at 3@100 and keeps firing: the
+    alert that caused the rollback counts at 3@50 only once it stayed firing for its
+    `for` (5m) with 3@50 in effect, never at once."""
+    driver.walk_to("3@100")
+    fired_at = driver.now + timedelta(minutes=1)
+    driver.now = fired_at
+    driver.tick(triggers=alert_verdict(driver, timedelta(0)))
+    assert (driver.status.step, driver.transitions[-1].trigger) == ("3@50", "rollback")
+    driver.rolled_out = False
+    for _ in range(4):  # the workloads take 4 minutes to roll back
+        driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
+    assert driver.status.step == "3@50" and driver.status.in_effect_at is None
+    driver.rolled_out = True
+    driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
+    restored = driver.status.in_effect_at
+    assert restored == driver.now
+    while driver.now < restored + timedelta(minutes=5):
+        driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
+        if driver.now < restored + timedelta(minutes=5):
+            assert driver.status.step == "3@50", driver.now - restored
+    # Still firing 5 minutes after 3@50 took effect: fresh evidence gathered at 3@50.
+    assert driver.status.step == "3@25"
+    assert [t.from_step for t in driver.transitions if t.trigger == "rollback"] == ["3@100", "3@50"]
+
+
+def test_an_alert_that_became_active_after_the_restored_step_took_effect_counts_at_once(
+    driver: Driver,
+) -> None:
+    driver.walk_to("3@50")
+    driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, timedelta(0)))
+    assert driver.status.step == "3@25"
+    driver.settle()
+    assert driver.status.in_effect_at is not None
+    driver.advance(timedelta(minutes=20))
+    # Became active 1 minute ago, after 3@25 took effect: new evidence, one more step.
+    driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, timedelta(minutes=1)))
+    assert driver.status.step == "3@10"
+
+
+def test_a_signal_window_straddling_the_rollback_does_not_count_at_the_restored_step(
+    driver: Driver,
+) -> None:
+    """`error-rate-above-5pct` holds 5m on `rate(...[5m])`: its evidence reaches 10m back,
+    and after a rollback all of it must come from the restored step in effect."""
+    driver.walk_to("3@50")
+    driver.advance(timedelta(minutes=10), trigger_outcomes={"error-rate-above-5pct": Outcome.FAIL})
+    assert driver.status.step == "3@25"
+    driver.settle()
+    restored = driver.status.in_effect_at
+    assert restored is not None
+    failing = {"error-rate-above-5pct": Outcome.FAIL}
+    for minutes in range(1, 10):
+        driver.now = restored + timedelta(minutes=minutes)
+        driver.tick(trigger_outcomes=failing)
+        assert driver.status.step == "3@25", minutes
+    driver.now = restored + timedelta(minutes=10)
+    driver.tick(trigger_outcomes=failing)
+    assert driver.status.step == "3@10"
+
+
+# --- windows measured from when a step is in effect ---
+
+
+def test_the_degradation_window_runs_from_when_a_slow_step_is_in_effect(driver: Driver) -> None:
+    """Runbook: "If conditions degrade within 30 minutes of increase, rollback to previous
+    percentage." The workloads take 45 minutes to roll out 3@50: the 30 minutes start
+    when 3@50 serves requests, not when its flags were written."""
+    driver.walk_to("3@25")
+    driver.jobs.clear()
+    driver.approve()
+    driver.soak_to_gates()
+    driver.rolled_out = False
+    driver.tick()
+    assert driver.status.step == "3@50"
+    applied = driver.status.flags_applied_at or driver.now
+    driver.now = applied + timedelta(minutes=45)
+    driver.rolled_out = True
+    driver.tick()
+    in_effect = driver.status.in_effect_at
+    assert in_effect == applied + timedelta(minutes=45)
+    degraded = {"canary-error-rate-degraded": Outcome.FAIL}
+    driver.now = in_effect + timedelta(minutes=34)  # first sample 29m after it took effect
+    driver.tick(trigger_outcomes=degraded)
+    assert driver.status.step == "3@25"
+    assert "canary-error-rate-degraded" in driver.transitions[-1].reason
+
+
+def test_the_degradation_window_closes_30_minutes_after_the_step_took_effect(
+    driver: Driver,
+) -> None:
+    driver.walk_to("3@50")
+    in_effect = driver.status.in_effect_at
+    assert in_effect is not None
+    driver.now = in_effect + timedelta(minutes=36)  # first sample 31m after
+    driver.tick(trigger_outcomes={"canary-error-rate-degraded": Outcome.FAIL})
+    assert driver.status.step == "3@50"
+
+
+def test_a_slow_rollout_shortens_neither_the_soak_nor_any_gate_window(driver: Driver) -> None:
+    """Runbook 3: increase criteria "Error rate <1% sustained for 48h"; the canary
+    conditions hold "for 30 minutes". A step that takes 3 hours to roll out is promoted
+    48h after it took effect, not after its flags were written."""
+    driver.walk_to("3@25")
+    driver.approve()
+    driver.soak_to_gates()
+    driver.rolled_out = False
+    driver.tick()
+    assert driver.status.step == "3@50"
+    applied = driver.status.flags_applied_at or driver.now
+    driver.now = applied + timedelta(hours=3)
+    driver.rolled_out = True
+    driver.tick()
+    in_effect = driver.status.in_effect_at
+    assert in_effect == applied + timedelta(hours=3)
+    driver.approve()
+    driver.now = applied + timedelta(hours=48, minutes=1)
+    driver.tick()
+    assert driver.status.step == "3@50"
+    assert any("soaking" in b for b in driver.last.blockers)
+    driver.now = in_effect + timedelta(hours=48)
+    driver.tick()
+    driver.tick()
+    assert driver.status.step == "3@100"
+
+
+def test_an_alert_gate_window_must_lie_inside_the_steps_time_in_effect() -> None:
+    """Runbook 3, increase criteria: "No alert fires" over the 48h; 2.7's blast-radius
+    alert over its 48h. A plan soaking less than the window waits for the window."""
+    text = PLAN_TEXT.replace(
+        "    min_duration: 48h\n    max_duration: 72h\n",
+        "    min_duration: 1h\n    max_duration: 72h\n",
+    )
+    plan = parse_plan(text, source="short-2.7.yaml")
+    driver = Driver(plan)
+    driver.walk_to("2.7")
+    driver.approve()
+    driver.advance(timedelta(hours=2))
+    assert driver.status.step == "2.7"
+    assert any(
+        "no-blast-radius-alert: its 2d window is not yet covered" in b for b in driver.last.blockers
+    )
+
+
+# --- every increase gated by the canary criteria ---
+
+CANARY = (
+    "canary-p99-latency",
+    "canary-error-rate",
+    "canary-unknown-stage-rate",
+    "canary-no-active-alerts",
+)
+
+
+def test_every_step_whose_promotion_raises_the_percentage_has_the_canary_gates() -> None:
+    """Runbook 3: "Required conditions before increasing percentage" 1-4, each "sustained
+    for 30 minutes"; they apply to 0 -> 10 % as to 10 -> 25 %."""
+    table = steps_of(PLAN)
+    raising = [
+        s for s in table.steps if (n := table.after(s)) is not None and n.percent > s.percent
+    ]
+    assert [s.id for s in raising] == ["2.7", "3@10", "3@25", "3@50"]
+    for step in raising:
+        gates = {g.key: g for g in step.gates}
+        assert set(CANARY) <= gates.keys(), step.id
+        assert all(gates[key].window == timedelta(minutes=30) for key in CANARY), step.id
+        alerts = gates["canary-no-active-alerts"]
+        assert isinstance(alerts, AlertsGate)
+        assert set(alerts.no_firing_alerts) >= {
+            "StageValidatorLatencyRegression",
+            "EnforceGateUnknownRateHigh",
+            "RedisModeFetchFailing",
+        }
+
+
+@pytest.mark.parametrize("gate", CANARY)
+def test_leaving_2_7_for_10_percent_waits_for_each_canary_condition(gate: str) -> None:
+    driver = Driver(PLAN)
+    driver.walk_to("2.7")
+    driver.approve()
+    failing = {**driver.verdicts()[0], gate: Verdict(gate, Outcome.FAIL, "scripted")}
+    driver.advance(timedelta(hours=49), gates=failing)
+    driver.tick(gates=failing)
+    assert driver.status.step == "2.7"
+    assert any(b.startswith(f"{gate}: fail") for b in driver.last.blockers)
+    driver.tick()
+    assert driver.status.step == "3@10"
+
+
+# --- write enforcement kept from 2.5 on ---
+
+
+def test_write_enforcement_stays_on_from_2_5_to_the_end() -> None:
+    """Runbook production configuration: `enforceWriteOnly: true` beside
+    `enforcementPercent: 10`."""
+    flags = {s.id: s.flags["ENFORCE_WRITE_ONLY"] for s in steps_of(PLAN).steps}
+    assert flags == {
+        "2.1": "false",
+        "2.4": "false",
+        **{s: "true" for s in ("2.5", "2.7", "3@10", "3@25", "3@50", "3@100", "4")},
+    }
+
+
+def test_invalid_writes_are_watched_in_phases_3_and_4_as_a_gate_and_a_trigger() -> None:
+    """Runbook 2.5: "No new invalid writes entering system (enforced)"."""
+    for step in steps_of(PLAN).steps:
+        if step.phase_id not in ("3", "4"):
+            continue
+        gate_signals = {g.signal for g in step.gates if isinstance(g, SignalGate)}
+        trigger_signals = {t.signal for t in step.triggers if isinstance(t, SignalTrigger)}
+        assert "invalid_write_ratio" in gate_signals & trigger_signals, step.id
+
+
+def test_invalid_writes_entering_at_25_percent_roll_back_to_10(driver: Driver) -> None:
+    driver.walk_to("3@25")
+    driver.advance(timedelta(hours=3))
+    driver.advance(timedelta(minutes=1), trigger_outcomes={"invalid-writes-entering": Outcome.FAIL})
+    assert (driver.status.step, driver.transitions[-1].trigger) == ("3@10", "rollback")
+    driver.settle()
+    driver.soak_to_gates()
+    driver.tick(
+        gates={
+            **driver.verdicts()[0],
+            "no-new-invalid-writes": Verdict("no-new-invalid-writes", Outcome.FAIL, "scripted"),
+        }
+    )
+    assert driver.status.step == "3@10"
