@@ -245,6 +245,13 @@ EXPECTED: dict[str, Expect] = {
         not_promoted_before={"2.7": "142h"},
         promoted_by={"2.7": "146h"},
     ),
+    "2.7-extend-past-max": Expect(
+        quote="4. Extend Phase 2.7 until <0.5%",
+        path=TO_3_10,
+        max_percent=10,
+        not_promoted_before={"2.7": "188h"},
+        promoted_by={"2.7": "190h"},
+    ),
     "2.7-blast-radius-too-high": Expect(
         quote="5. Do NOT proceed to Phase 3",
         path=TO_2_7,
