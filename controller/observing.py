@@ -43,11 +43,15 @@ class JudgeMemo:
         alerts: AlertReading,
         histories: dict[tuple[tuple[str, ...], timedelta], AlertHistory] | None = None,
     ) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
-        if histories:
-            # Alert histories carry their read time: a new read is a new judgement.
-            self._key = ()
-            return judge(plan, status, needs, summaries, alerts, histories)
-        key = (needs.windows, needs.alerts, alerts, status.baselines, *summaries.values())
+        key = (
+            needs.windows,
+            needs.alerts,
+            needs.alert_windows,
+            alerts,
+            status.baselines,
+            *summaries.values(),
+            *(histories or {}).values(),
+        )
         if (
             self._verdicts is not None
             and len(key) == len(self._key)
@@ -55,7 +59,7 @@ class JudgeMemo:
         ):
             return self._verdicts
         self._key = key
-        self._verdicts = judge(plan, status, needs, summaries, alerts)
+        self._verdicts = judge(plan, status, needs, summaries, alerts, histories)
         return self._verdicts
 
 

@@ -32,10 +32,8 @@ from phases.needs import query_lookback
 from phases.observations import Command, JobPhase, Observations
 from phases.plan import (
     WRITE_ONLY_FLAG,
-    AlertsGate,
     JobGate,
     Plan,
-    SignalGate,
     SignalTrigger,
 )
 from phases.status import (
@@ -661,8 +659,7 @@ class _Tick:
             if not self.seen.gates:
                 return blockers
         in_effect_at = status.in_effect_at or self.now
-        for gate in step.gates:
-            reach = self._gate_reach(gate)
+        for gate, reach in zip(step.gates, step.gate_windows, strict=True):
             if reach is not None and self.now - reach < in_effect_at:
                 blockers.append(
                     f"{gate.key}: its {format_duration(reach)} window is not yet covered by this step"
@@ -675,19 +672,6 @@ class _Tick:
             if self.seen.baselines.get(signal) is None:
                 blockers.append(f"baseline of {signal}: not measured yet")
         return blockers
-
-    @staticmethod
-    def _gate_reach(gate: GateSpec) -> timedelta | None:
-        """How far back a gate's samples reach: all of them must be taken with the step in effect.
-
-        A slow rollout therefore never shortens a window. (Unlike a trigger after a
-        rollback, a gate's first samples may still reflect the last minutes of the
-        step before through the query's own rate window: that step was healthy
-        enough to promote, and the soak is as long as the longest window anyway.)
-        """
-        if isinstance(gate, SignalGate | AlertsGate):
-            return gate.window
-        return None
 
     def _consider_promotion(self) -> None:
         blockers = self._gate_blockers()

@@ -58,6 +58,9 @@ class Step:
     longest_trigger: timedelta
     """The longest `for` of the step's signal triggers."""
 
+    gate_windows: tuple[timedelta | None, ...] = ()
+    """Per gate, the window all its samples must lie in with the step in effect (None: no window)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StepTable:
@@ -131,4 +134,16 @@ def _resolve_step(index: int, phase: Phase, spec: StepSpec, *, first_of_phase: b
             (t.sustained_for for t in triggers if isinstance(t, SignalTrigger)),
             default=timedelta(0),
         ),
+        gate_windows=tuple(_gate_window(gate) for gate in (*phase.gates, *spec.gates)),
     )
+
+
+def _gate_window(gate: GateSpec) -> timedelta | None:
+    """A gate's samples must all be taken with the step in effect, so a slow rollout never
+    shortens its window. (Unlike a trigger after a rollback, a gate's first samples may
+    still reflect the step before through the query's own rate window: that step was
+    healthy enough to promote, and the soak is as long as the longest window anyway.)
+    """
+    if isinstance(gate, SignalGate | AlertsGate):
+        return gate.window
+    return None

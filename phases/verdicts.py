@@ -242,6 +242,8 @@ class AlertHistory:
     is absent there is not known to be quiet. `active_since` holds, for each alert
     active (pending or firing) at `at`, the first sample of the unbroken run that
     ends at `at`; a run that starts at the window's first sample may be older.
+    A source may hand out one quiet history (nothing active or fired) for later
+    reads while nothing changes: no verdict depends on `at` then.
     """
 
     at: datetime
