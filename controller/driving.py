@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from controller.clock import VirtualClock
-from controller.observing import JudgeMemo, actuate, observe
+from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
 from phases.decide import decide, expected_flags
-from phases.needs import Needs, needs_of
+from phases.needs import needs_of
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus, TransitionRecord, initial_status
 from phases.steps import steps_of
@@ -93,7 +93,7 @@ def drive(
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
         if prefetching is not None and (needs.windows or needs.alert_windows):
-            prefetching.prefetch(_window_requests(needs), now)
+            prefetching.prefetch(window_requests(needs), now)
         seen = observe(
             plan,
             status,
@@ -132,14 +132,3 @@ def drive(
     result.flag_writes = world.target.flag_writes
     result.restarts = world.target.restarts
     return result
-
-
-def _window_requests(needs: Needs) -> list[WindowRequest]:
-    """The signal windows of a tick, and the coverage windows its alert histories read."""
-    requests_ = [WindowRequest(c.query, c.window) for c in needs.windows]
-    requests_ += [
-        WindowRequest(c.coverage_query, c.window)
-        for c in needs.alert_windows
-        if c.coverage_query is not None
-    ]
-    return requests_

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from controller.ports import Jobs, MetricsSource, People, Target
+from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from phases.actions import Action, RecordBaseline, RestartWorkloads, SetFlags, StartJob
 from phases.needs import AlertReading, Needs, judge, mode_from_value
 from phases.observations import Observations, TargetState
@@ -109,6 +109,17 @@ def observe(
         commands=people.commands(now),
         jobs=jobs.observe(now),
     )
+
+
+def window_requests(needs: Needs) -> list[WindowRequest]:
+    """The signal windows of a tick, and the coverage windows its alert histories read."""
+    requests_ = [WindowRequest(c.query, c.window) for c in needs.windows]
+    requests_ += [
+        WindowRequest(c.coverage_query, c.window)
+        for c in needs.alert_windows
+        if c.coverage_query is not None
+    ]
+    return requests_
 
 
 def read_alert_histories(

@@ -29,6 +29,7 @@ from controller.kube.leadership import LeaderElector
 from controller.kube.reconciler import Outcome, Reconciler
 from controller.kube.resources import StageRolloutSpec
 from controller.notifications import Notifier
+from controller.observing import window_requests
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
@@ -201,9 +202,11 @@ class Operator:
                 continue
             spec, plan, needs = planned
             source = self._metrics_source_for(spec, plan)
-            if isinstance(source, PrometheusSource) and (needs.windows or needs.mode_query):
+            if isinstance(source, PrometheusSource) and (
+                needs.windows or needs.alert_windows or needs.mode_query
+            ):
                 entry = wanted.setdefault(id(source), (source, [], set()))
-                entry[1].extend(WindowRequest(c.query, c.window) for c in needs.windows)
+                entry[1].extend(window_requests(needs))
                 if needs.mode_query:
                     entry[2].add(needs.mode_query)
         for source, requests, instants in wanted.values():

@@ -149,6 +149,8 @@ class PrometheusSource:
         self._cache: dict[tuple[str, timedelta], WindowSummary] = {}
         self._modes: dict[str, tuple[float, ...] | None] = {}
         self._alerts: dict[tuple[str, ...], AlertReading] = {}
+        self._histories: dict[tuple[tuple[str, ...], str | None, timedelta], AlertHistory] = {}
+        self._histories_at: datetime | None = None
         self.queries_sent = 0
 
     def close(self) -> None:
@@ -220,16 +222,30 @@ class PrometheusSource:
         The coverage query is read like any signal window (from this tick's cache when
         prefetched); its gaps are where Prometheus kept no alert history.
         """
+        key = (tuple(alerts), coverage_query, window)
+        with self._lock:
+            cached = self._histories.get(key) if self._histories_at == at else None
+        if cached is not None:
+            return cached
         pattern = "|".join(re.escape(name) for name in alerts)
         start = at - window
         try:
             series = self._range(f'ALERTS{{alertname=~"{pattern}"}}', start, at)
         except _QueryFailed as failure:
-            return AlertHistory.failed(at, window, str(failure))
-        coverage = (
-            self.summarize("", coverage_query, window, at) if coverage_query is not None else None
-        )
-        return alert_history_of(series, coverage, start, at, self.resolution)
+            history = AlertHistory.failed(at, window, str(failure))
+        else:
+            coverage = (
+                self.summarize("", coverage_query, window, at)
+                if coverage_query is not None
+                else None
+            )
+            history = alert_history_of(series, coverage, start, at, self.resolution)
+        with self._lock:
+            # Many rollouts of one plan read the same history in one tick: read it once.
+            if self._histories_at != at:
+                self._histories_at, self._histories = at, {}
+            self._histories[key] = history
+        return history
 
     def average(self, signal: str, query: str, start: datetime, end: datetime) -> float | None:
         try:

@@ -8,8 +8,10 @@ from itertools import pairwise
 import pytest
 
 from controller.catalog import bundled_scenarios, load_plan, load_scenario
+from controller.sim.scenario import parse_scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.status import StepState
+from tests.support import REPO_ROOT
 
 PLAN = load_plan()
 
@@ -116,3 +118,34 @@ def test_approval_withheld_waits_at_25_without_raising_the_percentage() -> None:
     assert max(p for _, p in result.percent_changes) == 25
     assert result.final.state is StepState.AWAITING_APPROVAL
     assert "waiting for approval to leave 3@25" in result.transitions[-1].reason
+
+
+def test_a_long_spike_walks_the_same_steps_whatever_the_tick() -> None:
+    """Runbook: "rollback to previous percentage". Errors at 8 % for two hours after 3@50
+    that do not react to the rollbacks (as in a replayed past): every further rollback
+    needs fresh evidence at the restored step, so the steps walked and the final step do
+    not depend on how often the rollout is looked at."""
+    source = (REPO_ROOT / "controller" / "sim" / "scenarios" / "degrade-at-50.yaml").read_text(
+        encoding="utf-8"
+    )
+    spiked = source.replace("{at: 220h, value: 0.02}", "{at: 221h, value: 0.08}").replace(
+        "{at: 220h15m, value: 0.0004}", "{at: 223h, value: 0.0004}"
+    )
+    walks = {}
+    for tick in ("1m", "5m"):
+        scenario = parse_scenario(spiked.replace("tick: 1m", f"tick: {tick}"), source="spike.yaml")
+        result = simulate(PLAN, scenario)
+        rollbacks = [t for t in result.transitions if t.trigger == "rollback"]
+        walks[tick] = ([(t.from_step, t.to_step) for t in rollbacks], result.final.step)
+        for rollback in rollbacks[1:]:
+            restored = max(
+                t.at
+                for t in result.transitions
+                if t.trigger == "verified"
+                and t.to_step == rollback.from_step
+                and t.at < rollback.at
+            )
+            # 5m of samples over a 5m rate: 10 minutes of evidence, all at the restored step.
+            assert rollback.at - restored >= timedelta(minutes=10), (tick, rollback)
+    assert walks["1m"] == walks["5m"]
+    assert walks["1m"][0][0] == ("3@50", "3@25")

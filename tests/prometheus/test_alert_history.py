@@ -121,7 +121,7 @@ def test_alert_history_fails_the_gate_after_the_alert_resolved_and_sees_gaps(
             down = source.alert_history([ALERT], COVERAGE, timedelta(seconds=30), now())
             assert down.error is not None and "unreachable" in down.error
             assert judge_alert_window("gate", (ALERT,), down, GAP).outcome is Outcome.UNKNOWN
-            time.sleep(8)
+            time.sleep(5)
             server.start()
             server.wait_for(
                 'count_over_time(up{job="stage-app"}[4s])', lambda n: n >= 3, timeout=40
