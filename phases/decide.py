@@ -2,9 +2,11 @@
 
 Given the plan, the last status, what was observed and the time, it returns the
 new status, the (idempotent) actions to take and the events to tell. Its safety
-rules: promote only when every gate passed over its whole window; `unknown`
-never promotes; roll back only on a trigger's `fail`; after a rollback, hold until
-a new approval; never raise the percentage without an approval bound to this
+rules: promote only when every gate passed over its whole window, inside the
+step's time in effect; `unknown` never promotes; roll back only on a trigger's
+`fail` whose evidence is all newer than the step (after a rollback: newer than
+the moment the restored step is in effect again), so one degradation costs one
+step; after a rollback, hold until a new approval; never raise the percentage without an approval bound to this
 rollout, step and plan; past the max duration without the gates, stall.
 """
 
@@ -30,12 +32,7 @@ from phases.flags import WARN_FLAGS, hash_flags
 from phases.machine import PhaseMachines, machines_for
 from phases.needs import query_lookback
 from phases.observations import Command, JobPhase, Observations
-from phases.plan import (
-    WRITE_ONLY_FLAG,
-    JobGate,
-    Plan,
-    SignalTrigger,
-)
+from phases.plan import WRITE_ONLY_FLAG, JobGate, Plan, SignalTrigger
 from phases.status import (
     HANDLED_LIMIT,
     HISTORY_LIMIT,
