@@ -5,9 +5,10 @@ new status, the (idempotent) actions to take and the events to tell. Its safety
 rules: promote only when every gate passed over its whole window, inside the
 step's time in effect; `unknown` never promotes; roll back only on a trigger's
 `fail` whose evidence is all newer than the step (after a rollback: newer than
-the moment the restored step is in effect again), so one degradation costs one
-step; after a rollback, hold until a new approval; never raise the percentage without an approval bound to this
-rollout, step and plan; past the max duration without the gates, stall.
+the moment the trigger was seen clear at the restored step), so one degradation
+episode costs one step; after a rollback, hold until a new approval; never raise
+the percentage without an approval bound to this rollout, step and plan; past the
+max duration without the gates, stall.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class _Tick:
             "deadline_paused": timedelta(0),
             "warnings_reported": [],
             "flag_overrides": {},
+            "triggers_cleared_at": {},
         }
 
     def _rebase(self) -> None:
@@ -439,18 +441,31 @@ class _Tick:
 
     # triggers -----------------------------------------------------------------
 
-    def _evidence_floor(self) -> datetime | None:
-        """The moment a trigger's evidence must lie entirely after.
+    def _evidence_floor(self, trigger: TriggerSpec) -> datetime | None:
+        """The moment a trigger's evidence must lie entirely after; None: it cannot count.
 
-        A step restored by a rollback counts only what was gathered once it is in
-        effect again: the degradation that rolled the step back, read through
-        windows that reach back across the rollback, must not roll it back again.
         A promoted step counts everything since its flags were written, so that a
-        slow rollout of a bad step is rolled back before it completes.
+        slow rollout of a bad step is rolled back before it completes. A step
+        restored by a rollback counts a trigger only once the episode that rolled it
+        back is over: after the trigger was seen clear there, in effect again. A
+        degradation that outlasts the rollback (an alert still firing, errors still
+        high) holds the restored step instead of walking it down: one episode, one
+        step back ("rollback to previous percentage").
         """
         if self.status.hold_for_approval:
-            return self.status.in_effect_at
+            return self.status.triggers_cleared_at.get(trigger.key)
         return self.status.flags_applied_at
+
+    def _note_cleared_triggers(self) -> None:
+        """On a restored step in effect, remember when each trigger is first seen clear."""
+        if not self.status.hold_for_approval or self.status.in_effect_at is None:
+            return
+        cleared = dict(self.status.triggers_cleared_at)
+        for trigger in self.step.triggers:
+            verdict = self.seen.triggers.get(trigger.key)
+            if trigger.key not in cleared and verdict is not None and verdict.passed:
+                cleared[trigger.key] = self.now
+        self._update(triggers_cleared_at=cleared)
 
     def _evidence_start(self, trigger: TriggerSpec, verdict: Verdict) -> datetime:
         """Where a failing verdict's evidence begins, the data behind its first sample included."""
@@ -472,16 +487,17 @@ class _Tick:
         return seen <= in_effect_at + self.step.degradation_window
 
     def _handle_triggers(self) -> None:
-        floor = self._evidence_floor()
-        if floor is None:
+        if self.status.flags_applied_at is None:
             return
+        self._note_cleared_triggers()
         step = self.step
         fired: list[str] = []
         for trigger in step.triggers:
             verdict = self.seen.triggers.get(trigger.key)
             if verdict is None or not verdict.failed:
                 continue
-            if self._evidence_start(trigger, verdict) < floor:
+            floor = self._evidence_floor(trigger)
+            if floor is None or self._evidence_start(trigger, verdict) < floor:
                 continue
             if trigger.scope == "degradation_window" and not self._in_degradation_window(
                 trigger, verdict

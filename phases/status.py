@@ -89,6 +89,10 @@ class RolloutStatus(BaseModel):
         default=False, description="set by a rollback: the step needs a new approval to promote"
     )
     flag_overrides: dict[str, str] = Field(default_factory=dict)
+    triggers_cleared_at: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="on a step restored by a rollback: when each trigger was first seen clear",
+    )
     approved_percent: int = Field(
         default=0,
         description="the ENFORCEMENT_PERCENT last signed off: asked flags never exceed it",

@@ -440,21 +440,9 @@ GAP_TOLERANCE_AT_WINDOW_EDGE = (
     "the window pass with the outage's last minutes at its start, so the step is left a "
     "few minutes before the runbook's full window of data was collected"
 )
-SUSTAINED_EPISODE_WALKS_DOWN = (
-    "issue 10 item 1 is met only for episodes shorter than a restored step's evidence window: "
-    "a trigger counts evidence gathered after the restored step is in effect, so a degradation "
-    "that persists there (an alert still firing for its `for`, errors above 5 % for 10m) rolls "
-    "the restored step back too. The runbook's 'rollback to previous percentage' reads as one "
-    "step per episode: the episode must end (its trigger clear) before another rollback counts"
-)
 KNOWN_GAPS: dict[tuple[str, str], str] = {
     ("timing", "2.1-clean-metrics-gap"): GAP_TOLERANCE_AT_WINDOW_EDGE,
     ("timing", "prometheus-outage-phase-3"): GAP_TOLERANCE_AT_WINDOW_EDGE,
-    ("ends", "hold-alert-high-error-rate"): SUSTAINED_EPISODE_WALKS_DOWN,
-    ("ends", "one-episode-one-step"): SUSTAINED_EPISODE_WALKS_DOWN,
-    ("ends", "hold-error-above-5pct"): SUSTAINED_EPISODE_WALKS_DOWN,
-    ("ends", "hold-latency-spike-above-50ms"): SUSTAINED_EPISODE_WALKS_DOWN,
-    ("ends", "invalid-writes-in-phase-3"): SUSTAINED_EPISODE_WALKS_DOWN,
 }
 """Where the code still disagrees with the runbook, each a strict xfail: (test, scenario).
 

@@ -443,9 +443,9 @@ def alert_verdict(driver: Driver, active_since: timedelta, *, key: str = "high-e
 
 def test_an_alert_still_firing_after_a_rollback_costs_one_step_not_four(driver: Driver) -> None:
     """Runbook: "If conditions degrade within 30 minutes of increase, rollback to previous
-    percentage." `StageValidationHighErrorRate` fires at 3@100 and keeps firing: the
-    alert that caused the rollback counts at 3@50 only once it stayed firing for its
-    `for` (5m) with 3@50 in effect, never at once."""
+    percentage." `StageValidationHighErrorRate` fires at 3@100 and keeps firing for
+    another hour: one episode, one step back. 3@50 holds while the alert that caused
+    the rollback still fires; once it has cleared there, a new firing is a new episode."""
     driver.walk_to("3@100")
     fired_at = driver.now + timedelta(minutes=1)
     driver.now = fired_at
@@ -456,15 +456,14 @@ def test_an_alert_still_firing_after_a_rollback_costs_one_step_not_four(driver: 
         driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
     assert driver.status.step == "3@50" and driver.status.in_effect_at is None
     driver.rolled_out = True
-    driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
-    restored = driver.status.in_effect_at
-    assert restored == driver.now
-    while driver.now < restored + timedelta(minutes=5):
+    for _ in range(60):  # still firing, with 3@50 in effect, for an hour
         driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, driver.now - fired_at))
-        if driver.now < restored + timedelta(minutes=5):
-            assert driver.status.step == "3@50", driver.now - restored
-    # Still firing 5 minutes after 3@50 took effect: fresh evidence gathered at 3@50.
-    assert driver.status.step == "3@25"
+        assert driver.status.step == "3@50", driver.now - fired_at
+    driver.advance(timedelta(minutes=1))  # the alert resolves: the episode is over
+    assert driver.status.step == "3@50"
+    driver.advance(timedelta(minutes=10))
+    driver.advance(timedelta(minutes=1), triggers=alert_verdict(driver, timedelta(0)))
+    assert driver.status.step == "3@25"  # a new episode at 3@50: one more step
     assert [t.from_step for t in driver.transitions if t.trigger == "rollback"] == ["3@100", "3@50"]
 
 
