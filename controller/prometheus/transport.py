@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import httpx
 
 from controller.clock import SystemClock
+from controller.files import FileUnusable, read_text
 from controller.prometheus.answers import UnusableAnswer, excerpt, parse_json, read_error
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -102,16 +103,9 @@ ANSWER_BUDGET = AnswerBudget(16 * 1024 * 1024)
 def read_secret(path: Path, what: str) -> str:
     """A token or password file, capped in size; QueryFailed naming it when unusable."""
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(SECRET_FILE_BYTES + 1)
-    except OSError as error:
-        raise QueryFailed(f"{what} {path} cannot be read: {error.strerror}") from None
-    if len(raw) > SECRET_FILE_BYTES:
-        raise QueryFailed(f"{what} {path} is larger than {SECRET_FILE_BYTES // 1024} KiB")
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError as error:
-        raise QueryFailed(f"{what} {path} is not UTF-8 (byte {error.start})") from None
+        return read_text(path, what, limit=SECRET_FILE_BYTES).strip()
+    except FileUnusable as error:
+        raise QueryFailed(str(error)) from None
 
 
 class TokenFileAuth(httpx.Auth):
