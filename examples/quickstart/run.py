@@ -97,6 +97,7 @@ def _start_world(stack: contextlib.ExitStack, work: Path, *, short: bool) -> Wor
     from examples.reference_app.load import LoadGenerator
     from examples.reference_app.server import ReferenceApp
     from examples.reference_app.validation import AppConfig
+    from tests.kube.operator_world import install_admission_policies
     from tests.support.kube_emulator import KubeEmulator
     from tests.support.prometheus import PrometheusBinaries, PrometheusServer, free_port
 
@@ -105,6 +106,8 @@ def _start_world(stack: contextlib.ExitStack, work: Path, *, short: bool) -> Wor
     kube.add_token("you-token", YOU, groups=("sre",))
     for crd in sorted((REPO / "manifests" / "crd").glob("*.yaml")):
         kube.register_crd(yaml.safe_load(crd.read_text(encoding="utf-8")))
+    # Without the admission policies the operator trusts no approval (see the README).
+    install_admission_policies(kube)
     app = ReferenceApp(AppConfig(mode="off"), seed=7).start()
     stack.callback(app.stop)
     prometheus = PrometheusServer(
@@ -237,6 +240,7 @@ def _create_rollout(api: Any, *, short: bool) -> None:
             "metadata": {"name": ROLLOUT},
             "spec": {
                 "plan": {"inline": quickstart_plan(short=short)},
+                "serviceAccountName": "stage-rollout",
                 "target": {"configMap": "flags", "deployments": ["api"]},
             },
         },
