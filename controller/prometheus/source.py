@@ -372,8 +372,8 @@ def alert_history_of(
 ) -> AlertHistory:
     """Fold ALERTS range-query series (one per alert, state and label set) into an AlertHistory."""
     step = max(resolution.total_seconds(), 1.0)
-    # The client sends whole seconds; the evaluation steps count from the rounded start.
-    first, end = round(start.timestamp()), round(at.timestamp())
+    # `_range` sends milliseconds; the evaluation steps count from the start it sent.
+    first, end = round(start.timestamp(), 3), round(at.timestamp(), 3)
     last = first + math.floor((end - first) / step) * step
     active: dict[str, set[float]] = {}
     fired: set[str] = set()

@@ -86,7 +86,7 @@ def test_alert_history_fails_the_gate_after_the_alert_resolved_and_sees_gaps(
                 lambda n: n >= 1,
                 timeout=40,
             )
-            time.sleep(1.5)  # the client sends whole seconds: read past the firing evaluation
+            time.sleep(1.5)  # read past the firing evaluation
             at = now()
             history = source.alert_history([ALERT], COVERAGE, RULE_FOR, at)
             assert history.firing_now == {ALERT} and history.fired == {ALERT}
