@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, threading
+    import json, sys, threading
     from datetime import UTC, datetime, timedelta
 
     import controller.operator  # noqa: F401 - the operator's own footprint counts
@@ -55,7 +55,11 @@ CHILD = textwrap.dedent(
         thread.join()
     summaries = [source.summarize("s", r.query, r.window, at) for source in sources for r in requests]
     print(json.dumps({
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # VmHWM is this address space's peak: getrusage's ru_maxrss would carry the
+        # peak of the pytest process it was forked from across the exec.
+        "peak_rss_kib": next(
+            int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")
+        ),
         "read": sum(1 for s in summaries if s.error is None),
         "errors": sorted({(s.error or "")[:40] for s in summaries if s.error}),
     }))
