@@ -3,9 +3,9 @@
 Prints, side by side for the tick engine (decides at every one-minute tick) and
 the event engine (decides only where an input can change): decisions, engine CPU
 and wall time (medians of 5 after a warm-up run), peak memory. Then 365 days of
-the bundled plan: bench/year.yaml (busy, 259 transitions) with the event engine
+the bundled plan: bench/year.yaml (busy: monthly outages and error bursts) with the event engine
 and its load time, the quiet approval-withheld scenario run for a year, the busy
-year with the tick engine once (slow: about 10 s), the time to load a year of
+year with the tick engine once (slow: about 20 s), the time to load a year of
 two-hourly points; and the wall time of
 `stagectl simulate` for happy-path (start-up included). Targets: the month in
 <= 1 s of engine time, the year in <= 0.1 s with the event engine, the

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from controller.cli.errors import fail
 from controller.files import SMALL_FILE_BYTES, FileUnusable, read_text
-from controller.sim.scenario import EARLIEST_START, LATEST_START, MAX_TICKS
 from phases.durations import format_duration, parse_duration
 from phases.numbers import short
 
@@ -49,6 +48,8 @@ def duration_option(
 
 def checked_moment(option: str, text: str, moment: datetime) -> datetime:
     """A time option inside the years the controller can reason about (1970 to 2200)."""
+    from controller.sim.scenario import EARLIEST_START, LATEST_START
+
     if not EARLIEST_START <= moment.astimezone(UTC) <= LATEST_START:
         fail(
             f"{option} {short(text)}: must lie between {EARLIEST_START:%Y-%m-%d} and "
@@ -59,6 +60,8 @@ def checked_moment(option: str, text: str, moment: datetime) -> datetime:
 
 def tick_count(option: str, start: datetime, end: datetime, tick: timedelta) -> int:
     """How many ticks [start, end] makes at `tick`; refused up front past MAX_TICKS."""
+    from controller.sim.scenario import MAX_TICKS
+
     count = int((end - start) / tick)
     if count > MAX_TICKS:
         fail(

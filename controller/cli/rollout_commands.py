@@ -18,7 +18,6 @@ import yaml
 
 from controller.cli.errors import fail
 from controller.cli.waiting import WaitGoal, parse_goal, wait_until
-from phases.documents import DocumentError
 
 KubeconfigOption = Annotated[
     str | None,
@@ -228,6 +227,8 @@ def register(app: typer.Typer) -> None:
         where = None if all_namespaces else _namespace(namespace, kubeconfig, context)
         clock = SystemClock()
         if wait_for is not None:
+            from phases.documents import DocumentError
+
             assert name is not None and where is not None
             try:
                 code = wait_until(

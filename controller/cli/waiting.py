@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.clock import Clock
-from phases.plan import Plan
-from phases.steps import steps_of
+
+if TYPE_CHECKING:  # `stagectl --help` imports this module: the plan models wait until used
+    from phases.plan import Plan
 
 REACHED, FAILED, TIMED_OUT = 0, 1, 3
 _FAILED_STATES = {"stalled", "aborted"}
@@ -101,6 +102,8 @@ def _outcome(
 
 def _step_order(plan: Plan, goal: WaitGoal) -> list[str]:
     """The plan's step ids in order; a goal step the plan lacks is refused at once."""
+    from phases.steps import steps_of
+
     order = [step.id for step in steps_of(plan).steps]
     if goal.step is not None and goal.step not in order:
         raise ValueError(f"step {goal.step!r} is not in the plan ({', '.join(order)})")
