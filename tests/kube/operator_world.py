@@ -156,6 +156,17 @@ class World:
         ).get("annotations") or {}
         return annotations.get("stage.rollout.dev/flags-hash")
 
+    def settle(self) -> None:
+        """Tick until the current step is in effect (real time only for the Deployment to roll)."""
+        for _ in range(5):
+            self.tick()
+            if self.status().get("state") == "soaking":
+                return
+            self.wait_rolled_out()
+        raise AssertionError(
+            f"not in effect: {self.status().get('state')} {self.status().get('blockers')}"
+        )
+
     def wait_rolled_out(self, timeout: float = 10.0) -> None:
         """Wait (real time) until the Deployment's controller rolled out the current template."""
         deadline = time.monotonic() + timeout

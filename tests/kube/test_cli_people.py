@@ -53,11 +53,7 @@ def stagectl(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
 
 
 def awaiting_approval(world: World) -> None:
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            break
-        world.wait_rolled_out()
+    world.settle()
     world.tick(advance=timedelta(minutes=1))
     time.sleep(0.3)
     world.tick(advance=timedelta(minutes=11))
@@ -505,11 +501,7 @@ def test_retry_is_recorded_when_a_job_of_the_step_failed(world: World, kubeconfi
 
 
 def awaiting_job_failure(world: World) -> None:
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            break
-        world.wait_rolled_out()
+    world.settle()
     world.tick(advance=timedelta(minutes=1))
     time.sleep(0.3)
     world.tick(advance=timedelta(minutes=1))
@@ -600,11 +592,7 @@ def test_wait_for_refuses_a_goal_that_cannot_be_met(
 
 
 def test_each_gate_has_one_verdict_with_its_window_coverage(world: World, kubeconfig: Path) -> None:
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            break
-        world.wait_rolled_out()
+    world.settle()
     world.tick(advance=timedelta(minutes=2))
     code, out, _err = stagectl(kubeconfig, "status", "api-rollout")
     assert code == 0

@@ -36,20 +36,8 @@ def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
     return make_world(None if REAL_CLUSTER else kube_emulator(rollout_delay=0.1, job_delay=0.1))
 
 
-def settle(world: World) -> None:
-    """Tick until the current step is in effect (real time only for the Deployment to roll)."""
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            return
-        world.wait_rolled_out()
-    raise AssertionError(
-        f"not in effect: {world.status().get('state')} {world.status().get('blockers')}"
-    )
-
-
 def walk_to_e50(world: World) -> None:
-    settle(world)
+    world.settle()
     world.tick(advance=timedelta(minutes=1))  # the job is created once in effect
     world.wait_rolled_out()
     import time
@@ -58,7 +46,7 @@ def walk_to_e50(world: World) -> None:
     world.approve("warm")
     world.tick(advance=timedelta(minutes=11))
     assert world.status()["step"] == "e@50", world.status().get("blockers")
-    settle(world)
+    world.settle()
 
 
 def test_a_new_rollout_writes_its_status_then_the_flags_and_restarts_the_deployment(
@@ -99,7 +87,7 @@ def test_an_approval_record_promotes_and_the_next_flags_are_applied(world: World
 
 
 def test_the_same_flags_never_restart_a_deployment_twice(world: World) -> None:
-    settle(world)
+    world.settle()
     generation = world.api.get(*_deployment(world))["metadata"]["generation"]
     for _ in range(3):
         world.tick(advance=timedelta(minutes=1))
@@ -130,7 +118,7 @@ def test_other_keys_of_the_configmap_are_left_alone(world: World) -> None:
 
 
 def test_the_plan_job_is_created_once_with_a_name_bound_to_the_plan(world: World) -> None:
-    settle(world)
+    world.settle()
     for _ in range(3):
         world.tick(advance=timedelta(minutes=1))
     names = world.job_names()
@@ -141,7 +129,7 @@ def test_the_plan_job_is_created_once_with_a_name_bound_to_the_plan(world: World
 def test_a_failed_job_holds_and_retry_reruns_it_with_resume_arguments(world: World) -> None:
     assert world.emulator is not None
     world.emulator.fail_jobs("prepare")
-    settle(world)
+    world.settle()
     world.tick(advance=timedelta(minutes=1))
     import time
 
@@ -204,7 +192,7 @@ def test_an_invalid_inline_plan_names_the_field(world: World) -> None:
 
 
 def test_transitions_are_recorded_as_events(world: World) -> None:
-    settle(world)
+    world.settle()
     events, _ = world.api.list(EVENTS, world.namespace)
     reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == world.name]
     assert "Transition" in reasons
@@ -233,7 +221,7 @@ def test_a_status_write_conflict_rereads_and_decides_again(world: World) -> None
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_api_errors_hold_the_rollout_without_losing_status(world: World, status: int) -> None:
     assert world.emulator is not None
-    settle(world)
+    world.settle()
     before = world.rollout()["status"]
     world.emulator.inject(method="GET", path_regex=r"/configmaps/flags$", status=status, times=5)
     outcome = world.tick(advance=timedelta(minutes=1))
@@ -294,7 +282,7 @@ def test_an_api_timeout_holds_the_rollout_without_losing_status(world: World) ->
     from tests.kube.operator_world import OPERATOR_USER
 
     assert world.emulator is not None
-    settle(world)
+    world.settle()
     before = world.rollout()["status"]
     impatient = Reconciler(
         KubeApi(world.emulator.api_client(user=OPERATOR_USER), timeout_seconds=0.5),

@@ -35,11 +35,7 @@ E50 = {
 
 def ready_to_promote(world: World) -> None:
     """Warm in effect, its job done, approved, soaked: the next tick promotes to e@50."""
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            break
-        world.wait_rolled_out()
+    world.settle()
     world.tick(advance=timedelta(minutes=1))
     time.sleep(0.3)
     world.approve("warm")

@@ -110,11 +110,7 @@ def person(world: World, user: str, *groups: str) -> KubeApi:
 
 
 def awaiting_approval(world: World) -> None:
-    for _ in range(5):
-        world.tick()
-        if world.status().get("state") == "soaking":
-            break
-        world.wait_rolled_out()
+    world.settle()
     world.tick(advance=timedelta(minutes=1))
     time.sleep(0.3)  # the emulated Job controller completes the job
     world.tick(advance=timedelta(minutes=11))
