@@ -8,6 +8,7 @@ checks the rollout first and says exactly why it cannot be done.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Mapping
@@ -112,23 +113,20 @@ def approve(
             raise RecordError(
                 f"{user} already approved leaving {current} ({item['metadata']['name']}); one approval per person counts"
             )
-    body = {
-        "apiVersion": APPROVALS.api_version,
-        "kind": APPROVALS.name,
-        "metadata": {
-            "name": _record_name(name, current),
-            "labels": {"stage.rollout.dev/rollout": name},
-        },
-        "spec": {
-            "rollout": {"name": name, "uid": rollout["metadata"]["uid"]},
+    return _create(
+        api,
+        APPROVALS,
+        namespace,
+        rollout,
+        _record_name(name, current),
+        {
             "step": current,
             "planHash": plan.content_hash,
             "approver": user,
             "reason": reason,
             **({"approverGroups": groups} if groups else {}),
         },
-    }
-    return _create(api, APPROVALS, namespace, body)
+    )
 
 
 def _raise_waits(plan: Plan, status: StageRolloutStatus) -> bool:
@@ -146,8 +144,9 @@ def command(
     status = rollout.get("status") or {}
     if status.get("state") in _TERMINAL:
         raise RecordError(f"rollout {name} is {status['state']}; it takes no more commands")
+    plan = functools.cache(lambda: plan_of(api, rollout))  # read at most once, when needed
     if to is not None and to not in ("warn", WRITE_ENFORCEMENT_OFF):
-        steps = [s.id for s in steps_of(plan_of(api, rollout)).steps]
+        steps = [s.id for s in steps_of(plan()).steps]
         if to not in steps:
             raise RecordError(
                 f"--to {to!r} is not a step of the plan ({', '.join(steps)}) nor warn"
@@ -156,27 +155,17 @@ def command(
     if status.get("step") and not has_pending_commands(
         recorded, rollout["metadata"]["uid"], current := _status(rollout)
     ):
-        problem = refusal(
-            plan_of(api, rollout), current, kind, to=to, failed_jobs=list(current.failed_jobs)
-        )
+        problem = refusal(plan(), current, kind, to=to, failed_jobs=list(current.failed_jobs))
         if problem:
             raise RecordError(f"{kind} of {name} refused, nothing recorded: {problem}")
-    body = {
-        "apiVersion": COMMANDS.api_version,
-        "kind": COMMANDS.name,
-        "metadata": {
-            "name": _record_name(name, kind),
-            "labels": {"stage.rollout.dev/rollout": name},
-        },
-        "spec": {
-            "rollout": {"name": name, "uid": rollout["metadata"]["uid"]},
-            "command": kind,
-            "by": whoami(api),
-            "reason": reason,
-            **({"to": to} if to else {}),
-        },
-    }
-    return _create(api, COMMANDS, namespace, body)
+    return _create(
+        api,
+        COMMANDS,
+        namespace,
+        rollout,
+        _record_name(name, kind),
+        {"command": kind, "by": whoami(api), "reason": reason, **({"to": to} if to else {})},
+    )
 
 
 def describe(rollout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -256,7 +245,22 @@ def history(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
     }
 
 
-def _create(api: KubeApi, kind: Any, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+def _create(
+    api: KubeApi,
+    kind: Any,
+    namespace: str,
+    rollout: Mapping[str, Any],
+    name: str,
+    spec: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A record of `kind` for the rollout, bound to its uid, in the rollout's namespace."""
+    meta = rollout["metadata"]
+    body = {
+        "apiVersion": kind.api_version,
+        "kind": kind.name,
+        "metadata": {"name": name, "labels": {"stage.rollout.dev/rollout": meta["name"]}},
+        "spec": {"rollout": {"name": meta["name"], "uid": meta["uid"]}, **spec},
+    }
     try:
         return api.create(kind, namespace, body)
     except KubeError as error:
