@@ -40,6 +40,7 @@ PERCENT_FLAG = "ENFORCEMENT_PERCENT"
 DRY_RUN_FLAG = "STAGE_VALIDATION_DRY_RUN"
 KNOWN_FLAGS = (MODE_FLAG, WRITE_ONLY_FLAG, PERCENT_FLAG, DRY_RUN_FLAG)
 MODES = ("off", "warn", "enforce")
+DEFAULT_ENVIRONMENT = "default"
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$")
 _STEP_ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.@_-]*$")
@@ -367,6 +368,12 @@ class Phase(StrictModel):
     on_degradation: Degradation = "rollback"
     baseline: BaselineCapture | None = None
     jobs: list[JobSpec] = Field(default_factory=list)
+    environment: str | None = Field(
+        default=None,
+        description="the plan environment this phase runs in; without it, the plan's first",
+    )
+
+    _environment = field_validator("environment")(_check_name)
 
     @field_validator("id")
     @classmethod
@@ -415,7 +422,26 @@ class Plan(StrictModel):
     observed_mode: ObservedMode | None = None
     evaluation: Evaluation = Evaluation()
     promotion_window: PromotionWindow | None = None
+    environments: list[str] = Field(
+        default_factory=lambda: [DEFAULT_ENVIRONMENT],
+        min_length=1,
+        max_length=16,
+        description="where phases run (e.g. staging, production); a rollout maps each to a target",
+    )
     phases: list[Phase] = Field(min_length=1)
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_name(name)
+        if len(set(value)) != len(value):
+            raise ValueError("environment names must be distinct")
+        return value
+
+    def environment_of(self, phase: Phase) -> str:
+        """The environment a phase runs in: its own, or the plan's first."""
+        return phase.environment or self.environments[0]
 
     @cached_property
     def content_hash(self) -> str:

@@ -43,7 +43,19 @@ def check_plan(plan: Plan) -> list[Problem]:
     problems += _check_references(plan)
     problems += _check_durations(plan)
     problems += _check_alert_history(plan)
+    problems += _check_environments(plan)
     return problems
+
+
+def _check_environments(plan: Plan) -> Iterator[Problem]:
+    """A phase names one of the plan's environments, so every step has a target to go to."""
+    for p, phase in enumerate(plan.phases):
+        if phase.environment is not None and phase.environment not in plan.environments:
+            yield Problem(
+                ("phases", p, "environment"),
+                f"environment {phase.environment!r} is not one of the plan's environments "
+                f"({', '.join(plan.environments)})",
+            )
 
 
 def _check_alert_history(plan: Plan) -> Iterator[Problem]:

@@ -8,7 +8,7 @@ Resolution is cached per plan hash, because `decide` runs once per tick.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -61,6 +61,9 @@ class Step:
     gate_windows: tuple[timedelta | None, ...] = ()
     """Per gate, the window all its samples must lie in with the step in effect (None: no window)."""
 
+    environment: str = "default"
+    """The plan environment (staging, production, ...) whose target the step's flags go to."""
+
 
 @dataclass(frozen=True, slots=True)
 class StepTable:
@@ -104,7 +107,8 @@ def _resolve(plan: Plan) -> StepTable:
     for phase in plan.phases:
         specs = phase.steps or [StepSpec(id=phase.id)]
         for position, spec in enumerate(specs):
-            steps.append(_resolve_step(len(steps), phase, spec, first_of_phase=position == 0))
+            step = _resolve_step(len(steps), phase, spec, first_of_phase=position == 0)
+            steps.append(replace(step, environment=plan.environment_of(phase)))
     return StepTable(steps=tuple(steps), by_id=MappingProxyType({s.id: s for s in steps}))
 
 
