@@ -29,12 +29,11 @@ from phases.actions import (
 )
 from phases.approvals import ApprovalCount, count_approvals, raise_policy
 from phases.durations import format_duration
-from phases.flags import WARN_FLAGS, hash_flags
+from phases.flags import hash_flags
 from phases.machine import PhaseMachines, machines_for
 from phases.needs import query_lookback
 from phases.observations import Command, JobPhase, Observations
 from phases.plan import (
-    PERCENT_FLAG,
     WRITE_ONLY_FLAG,
     ApprovalPolicy,
     JobGate,
@@ -110,8 +109,24 @@ def expected_flags(step: Step, status: RolloutStatus) -> tuple[Mapping[str, str]
     """The flags the target must hold now: the step's, with any emergency overrides."""
     if not status.flag_overrides:
         return step.flags, step.flags_hash
-    flags = {**step.flags, **status.flag_overrides}
+    # An override of a flag the plan no longer declares (a plan edit) is not written.
+    kept = {k: v for k, v in status.flag_overrides.items() if k in step.flags}
+    flags = {**step.flags, **kept}
     return flags, hash_flags(flags)
+
+
+def signed_changes(plan: Plan, flags: Mapping[str, str], signed: Mapping[str, str]) -> list[str]:
+    """The approval_to_change flags whose value in `flags` differs from the signed one.
+
+    A flag never signed off in this rollout counts as signed at the first step's value:
+    the plan was reviewed to start there.
+    """
+    first = machines_for(plan).table.first.flags
+    return [
+        name
+        for name in plan.flag_set.approval_flags
+        if flags.get(name) != signed.get(name, first.get(name))
+    ]
 
 
 class _Tick:
@@ -374,17 +389,21 @@ class _Tick:
             # Runbook scenario 2: write enforcement too aggressive. Same step, writes back
             # in warn; like any rollback it re-soaks and waits for a new approval.
             flags, _hash = self._expected()
+            if WRITE_ONLY_FLAG not in flags:
+                return f"this plan declares no {WRITE_ONLY_FLAG} flag"
             if flags.get(WRITE_ONLY_FLAG) != "true":
                 return f"write enforcement is already off at step {current.id}"
             target = current
             overrides = {**self.status.flag_overrides, WRITE_ONLY_FLAG: "false"}
         elif command.to == "warn":
-            earlier = [s for s in table.steps[: current.index] if dict(s.flags) == dict(WARN_FLAGS)]
+            # The plan's safe values (the runbook's: warn, no write enforcement, 0 %).
+            safe = self.plan.flag_set.safe
+            earlier = [s for s in table.steps[: current.index] if safe and dict(s.flags) == safe]
             target = earlier[-1] if earlier else table.first
             if target is current or (target.index == current.index):
                 return f"{current.id} is the first step; it cannot go further back"
-            if dict(target.flags) != dict(WARN_FLAGS):
-                overrides = dict(WARN_FLAGS)
+            if safe is not None and dict(target.flags) != safe:
+                overrides = dict(safe)
         else:
             found = table.by_id.get(command.to)
             if found is None:
@@ -404,6 +423,8 @@ class _Tick:
             hold_for_approval=True,
             rollbacks=self.status.rollbacks + 1,
             flag_overrides=dict(overrides or {}),
+            # Going back needs nobody, as lowering the percentage needs nobody.
+            approved_flags=self._signed_part({**target.flags, **(overrides or {})}),
         )
         if target.index == self.step.index - 1:
             self.machines.step_after(self.step.id, "rollback")
@@ -592,7 +613,8 @@ class _Tick:
             return f"holding: {target.rollout_problem}"
         if not target.rolled_out:
             return "waiting for the workloads to finish rolling out"
-        expected = self._expected()[0].get("STAGE_VALIDATION_MODE", "")
+        observed = self.plan.observed_mode
+        expected = self._expected()[0].get(observed.flag, "") if observed else ""
         waiting = f"workloads rolled out; waiting for the app to report mode {expected}"
         if target.observed_modes is None:
             return f"{waiting}: its mode is unknown, Prometheus did not answer the mode query"
@@ -606,7 +628,7 @@ class _Tick:
             return False
         if self.plan.observed_mode is None:
             return True
-        expected = self._expected()[0].get("STAGE_VALIDATION_MODE")
+        expected = self._expected()[0].get(self.plan.observed_mode.flag)
         modes = target.observed_modes
         return bool(modes) and all(mode == expected for mode in modes or ())
 
@@ -788,6 +810,7 @@ class _Tick:
         following = self.machines.table.after(step)
         if used and following is not None:
             changes["approved_percent"] = max(self.status.approved_percent, following.percent)
+            changes["approved_flags"] = self._signed_part(following.flags)
         if step.baseline_signals:
             captured = {
                 s: float(v)
@@ -807,6 +830,13 @@ class _Tick:
                 f"refusing to raise the percentage to {following.percent} without an approval"
             )
             return
+        changed = self._signed_changes(following.flags, self._signed_part(step.flags))
+        if changed and not used:
+            self.blockers.append(
+                f"refusing to change {', '.join(changed)} (marked approval_to_change) without "
+                "an approval"
+            )
+            return
         dest = self.machines.step_after(step.id, "promote")
         changes.update(self._enter_step(), hold_for_approval=False)
         self._move("promote", reason, to_step=dest, by=by, approvals=used, **changes)
@@ -814,18 +844,23 @@ class _Tick:
     # the percentage rule ----------------------------------------------------------
 
     def _percent_held(self) -> bool:
-        """The one rule of the percentage: the flags asked never exceed the last sign-off.
+        """The sign-off rule: the flags asked never exceed or differ from the last sign-off.
 
-        Lowering needs nobody, and lowers the ceiling with it. A raise by any path
-        other than an approved promotion (a plan edit, a first step above 0 %, a
-        resume, a rollback to a higher percentage) holds the flags the target has
-        until approvals of this rollout, step and plan version arrive.
+        The exposure percentage may not rise above the last approved one; a flag
+        marked approval_to_change may not differ from its last approved value.
+        Lowering the percentage needs nobody, and lowers the ceiling with it. A change
+        by any path other than an approved promotion (a plan edit, a first step above
+        0 %, a resume, a rollback to a higher percentage) holds the flags the target
+        has until approvals of this rollout, step and plan version arrive.
         """
         if self.status.state is StepState.ABORTED:
             return False
-        percent = int(self._expected()[0].get(PERCENT_FLAG, "0"))
+        flags = self._expected()[0]
+        exposure = self.plan.flag_set.exposure or "the exposure percentage"
+        percent = self.plan.flag_set.percent(flags)
         ceiling = self.status.approved_percent
-        if percent <= ceiling:
+        changed = self._signed_changes(flags, self.status.approved_flags)
+        if percent <= ceiling and not changed:
             if percent < ceiling:
                 self._update(approved_percent=percent)
             return False
@@ -833,21 +868,37 @@ class _Tick:
         policy = raise_policy(self.machines.table, step)
         count = self._approvals(policy)
         if len(count.approvers) < policy.approvers:
+            what = []
+            if percent > ceiling:
+                what.append(f"sets {exposure}={percent}, above the {ceiling} last approved")
+            if changed:
+                what.append(f"changes {', '.join(changed)} (marked approval_to_change)")
             waiting = (
-                f"holding the flags: step {step.id} sets {PERCENT_FLAG}={percent}, above the "
-                f"{ceiling} last approved; waiting for approval of step {step.id} at plan "
-                f"{self.plan.short_hash}"
+                f"holding the flags: step {step.id} {' and '.join(what)}; waiting for approval "
+                f"of step {step.id} at plan {self.plan.short_hash}"
             )
             self.blockers.append(f"{waiting} ({len(count.approvers)} of {policy.approvers})")
             self._warn_once(EventKind.APPROVAL_NEEDED, waiting)
             return True
-        self._authorise_raise(count, percent)
+        self._authorise_raise(count, max(percent, ceiling))
+        self._update(approved_flags=self._signed_part(flags))
         return False
+
+    def _signed_part(self, flags: Mapping[str, str]) -> dict[str, str]:
+        """The values of the flags marked approval_to_change within `flags`."""
+        return {n: flags[n] for n in self.plan.flag_set.approval_flags if n in flags}
+
+    def _signed_changes(self, flags: Mapping[str, str], signed: Mapping[str, str]) -> list[str]:
+        return signed_changes(self.plan, flags, signed)
 
     def _authorise_raise(self, count: ApprovalCount, percent: int) -> None:
         used = [a.id for a in count.counted]
         by = ", ".join(sorted(count.approvers))
-        message = f"{PERCENT_FLAG} {self.status.approved_percent} → {percent} approved by {by}"
+        exposure = self.plan.flag_set.exposure or "flags"
+        if percent > self.status.approved_percent:
+            message = f"{exposure} {self.status.approved_percent} → {percent} approved by {by}"
+        else:
+            message = f"flag change at step {self.status.step} approved by {by}"
         self._update(
             approved_percent=percent,
             approvals_consumed=[*self.status.approvals_consumed, *used][-HANDLED_LIMIT:],

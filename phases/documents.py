@@ -292,6 +292,7 @@ _SCALAR_NAMES = {
     "int": "a whole number",
     "str": "a string",
     "bool": "true/false",
+    "dict[str,any]": "a mapping",
     "function-before[finite_number(), float]": "a number",
 }
 

@@ -28,6 +28,14 @@ from pydantic import (
 )
 
 from phases.durations import Duration
+from phases.flag_types import (
+    LEGACY_FLAG_SET,
+    MAX_FLAGS,
+    FlagDeclaration,
+    FlagSet,
+    FlagValue,
+    check_flag_name,
+)
 from phases.numbers import FiniteNumber
 
 Comparator = Literal["<", "<=", ">", ">="]
@@ -326,9 +334,6 @@ class JobSpec(StrictModel):
     _name = field_validator("name")(_check_name)
 
 
-FlagValue = str | bool | int
-
-
 class StepSpec(StrictModel):
     """One concrete point of a phase; values left out come from the phase."""
 
@@ -382,12 +387,13 @@ class Phase(StrictModel):
 
 
 class ObservedMode(StrictModel):
-    """A signal through which the app reports the mode it really runs in."""
+    """A signal through which the app reports the value of one enum flag it really runs with."""
 
     signal: str
+    flag: str = Field(default=MODE_FLAG, description="the enum flag whose value the app reports")
     values: dict[str, FiniteNumber] = Field(
         default_factory=lambda: {"off": 0.0, "warn": 1.0, "enforce": 2.0},
-        description="the signal's value for each STAGE_VALIDATION_MODE",
+        description="the signal's value for each value of the flag",
     )
 
 
@@ -429,6 +435,33 @@ class Plan(StrictModel):
         description="where phases run (e.g. staging, production); a rollout maps each to a target",
     )
     phases: list[Phase] = Field(min_length=1)
+    flags: dict[str, FlagDeclaration] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_FLAGS,
+        description="the ConfigMap keys the plan sets and what each may hold; without it, "
+        "the runbook's four (STAGE_VALIDATION_MODE, ENFORCE_WRITE_ONLY, ENFORCEMENT_PERCENT, "
+        "STAGE_VALIDATION_DRY_RUN)",
+    )
+
+    @field_validator("flags")
+    @classmethod
+    def _flag_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in value or {}:
+            check_flag_name(name)
+        return value
+
+    @cached_property
+    def flag_set(self) -> FlagSet:
+        """The declared flags, or the runbook's four for a plan that declares none."""
+        return FlagSet(self.flags) if self.flags is not None else LEGACY_FLAG_SET
+
+    @property
+    def mode_flag(self) -> str | None:
+        """The enum flag a step's `mode` reads: the observed one, else STAGE_VALIDATION_MODE."""
+        if self.observed_mode is not None:
+            return self.observed_mode.flag
+        return MODE_FLAG if MODE_FLAG in self.flag_set.names else None
 
     @field_validator("environments")
     @classmethod
@@ -446,9 +479,13 @@ class Plan(StrictModel):
     @cached_property
     def content_hash(self) -> str:
         """The sha256 of the plan's canonical JSON form: formatting and comments do not count."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
-        )
+        data = self.model_dump(mode="json", by_alias=True)
+        # A plan in the shape before declared flags keeps its hash, and so its approvals.
+        if self.flags is None:
+            del data["flags"]
+        if self.observed_mode is not None and self.observed_mode.flag == MODE_FLAG:
+            del data["observed_mode"]["flag"]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property

@@ -12,10 +12,9 @@ from datetime import timedelta
 
 from phases.documents import Path, Problem, parse_document
 from phases.durations import format_duration
-from phases.flags import normalise_flag
+from phases.flag_types import EnumFlag, FlagSet
+from phases.numbers import short
 from phases.plan import (
-    KNOWN_FLAGS,
-    PERCENT_FLAG,
     AdaptiveThreshold,
     AlertsGate,
     AlertTrigger,
@@ -35,7 +34,10 @@ def parse_plan(text: str, *, source: str) -> Plan:
 
 def check_plan(plan: Plan) -> list[Problem]:
     """Every cross-field problem of the plan; an empty list means the plan is usable."""
-    problems = list(_check_ids(plan))
+    declarations = list(_check_declarations(plan))
+    problems = [*_check_ids(plan), *declarations]
+    if declarations:
+        return problems
     problems += _check_flags(plan)
     if problems:
         return problems
@@ -113,57 +115,81 @@ def _check_ids(plan: Plan) -> Iterator[Problem]:
         seen_steps.add(spec.id)
 
 
+def _check_declarations(plan: Plan) -> Iterator[Problem]:
+    """One exposure flag at most, safe values of the declared type, a real observed flag."""
+    declared = plan.flags or {}
+    exposures = [name for name, flag in declared.items() if flag.exposure]
+    for name in exposures[1:]:
+        yield Problem(
+            ("flags", name, "exposure"),
+            f"{exposures[0]} is already the exposure percentage; a plan has at most one",
+        )
+    for name, flag in declared.items():
+        if flag.safe is not None:
+            try:
+                flag.normalise(name, flag.safe)
+            except ValueError as error:
+                yield Problem(("flags", name, "safe"), str(error))
+    observed = plan.observed_mode
+    if observed is None:
+        return
+    read = plan.flag_set.declared.get(observed.flag)
+    if not isinstance(read, EnumFlag):
+        kind = "is not declared" if read is None else "is not an enum flag"
+        yield Problem(
+            ("observed_mode", "flag"),
+            f"observed_mode reads flag {observed.flag!r}, which {kind}; name the enum flag "
+            "whose value the app reports as observed_mode.flag",
+        )
+        return
+    missing = [value for value in read.values if value not in observed.values]
+    if missing and plan.flags is not None:
+        yield Problem(
+            ("observed_mode", "values"),
+            f"observed_mode gives no signal value for {observed.flag}={', '.join(missing)}; "
+            "a step at that value could never be seen in effect",
+        )
+
+
 def _check_flags(plan: Plan) -> Iterator[Problem]:
+    flags = plan.flag_set
     for p, phase in enumerate(plan.phases):
         for name, value in phase.flags.items():
-            yield from _flag_problem(("phases", p, "flags", name), name, value)
+            yield from _flag_problem(flags, ("phases", p, "flags", name), name, value)
     for path, phase, spec in _step_specs(plan):
         for name, value in spec.flags.items():
-            yield from _flag_problem((*path, "flags", name), name, value)
+            yield from _flag_problem(flags, (*path, "flags", name), name, value)
         missing = [
-            flag for flag in KNOWN_FLAGS if flag not in phase.flags and flag not in spec.flags
+            flag for flag in flags.names if flag not in phase.flags and flag not in spec.flags
         ]
         if missing:
+            every = "all four flags" if plan.flags is None else "every declared flag"
             yield Problem(
                 (*path, "flags"),
-                f"step {spec.id!r} leaves {', '.join(missing)} unset; every step sets all four "
-                "flags so that no two steps' flags are ever mixed",
+                f"step {spec.id!r} leaves {', '.join(missing)} unset; every step sets {every} "
+                "so that no two steps' flags are ever mixed",
             )
 
 
-def _flag_problem(path: Path, name: str, value: object) -> Iterator[Problem]:
+def _flag_problem(flags: FlagSet, path: Path, name: str, value: object) -> Iterator[Problem]:
     try:
-        normalise_flag(name, value)  # type: ignore[arg-type]
+        flags.normalise(name, value)
     except ValueError as error:
         yield Problem(path, str(error))
 
 
-def _percent(phase: Phase, spec: StepSpec) -> int:
-    return int(normalise_flag(PERCENT_FLAG, {**phase.flags, **spec.flags}[PERCENT_FLAG]))
+def _flag_text(plan: Plan, phase: Phase, spec: StepSpec, name: str) -> str:
+    return plan.flag_set.normalise(name, {**phase.flags, **spec.flags}[name])
 
 
 def _check_progression(plan: Plan) -> Iterator[Problem]:
+    exposure = plan.flag_set.exposure
     previous: tuple[Path, Phase, StepSpec] | None = None
     for current in _step_specs(plan):
-        path, phase, spec = current
         if previous is not None:
-            before_path, before_phase, before_spec = previous
-            before, now = _percent(before_phase, before_spec), _percent(phase, spec)
-            same_phase = before_phase is phase
-            if now < before or (same_phase and now == before):
-                yield Problem(
-                    (*path, "flags", PERCENT_FLAG),
-                    f"step {spec.id!r} sets {PERCENT_FLAG}={now} after {before_spec.id!r} set "
-                    f"{before}; steps must increase the percentage"
-                    + (" within a phase" if same_phase else ""),
-                )
-            approval = before_spec.approval or before_phase.approval
-            if now > before and not approval.required:
-                yield Problem(
-                    (*before_path, "approval", "required"),
-                    f"promotion out of {before_spec.id!r} raises {PERCENT_FLAG} from {before} to "
-                    f"{now}, so it must require an approval",
-                )
+            if exposure is not None:
+                yield from _check_exposure(plan, exposure, previous, current)
+            yield from _check_signed_changes(plan, previous, current)
         previous = current
     first_path, first_phase, _spec = next(_step_specs(plan))
     if first_phase.on_degradation == "rollback" and first_phase.triggers:
@@ -172,6 +198,54 @@ def _check_progression(plan: Plan) -> Iterator[Problem]:
             f"the first step has no earlier step to roll back to; set on_degradation: pause "
             f"(at {_dotted(first_path)})",
         )
+
+
+def _check_exposure(
+    plan: Plan,
+    name: str,
+    previous: tuple[Path, Phase, StepSpec],
+    current: tuple[Path, Phase, StepSpec],
+) -> Iterator[Problem]:
+    """The exposure percentage never falls, rises within a phase, and rises only with approval."""
+    before_path, before_phase, before_spec = previous
+    path, phase, spec = current
+    before = int(_flag_text(plan, before_phase, before_spec, name))
+    now = int(_flag_text(plan, phase, spec, name))
+    same_phase = before_phase is phase
+    if now < before or (same_phase and now == before):
+        yield Problem(
+            (*path, "flags", name),
+            f"step {spec.id!r} sets {name}={now} after {before_spec.id!r} set "
+            f"{before}; steps must increase the percentage"
+            + (" within a phase" if same_phase else ""),
+        )
+    approval = before_spec.approval or before_phase.approval
+    if now > before and not approval.required:
+        yield Problem(
+            (*before_path, "approval", "required"),
+            f"promotion out of {before_spec.id!r} raises {name} from {before} to "
+            f"{now}, so it must require an approval",
+        )
+
+
+def _check_signed_changes(
+    plan: Plan, previous: tuple[Path, Phase, StepSpec], current: tuple[Path, Phase, StepSpec]
+) -> Iterator[Problem]:
+    """A flag marked approval_to_change changes only on a promotion that needs an approval."""
+    before_path, before_phase, before_spec = previous
+    _path, phase, spec = current
+    approval = before_spec.approval or before_phase.approval
+    if approval.required:
+        return
+    for name in plan.flag_set.approval_flags:
+        before = _flag_text(plan, before_phase, before_spec, name)
+        now = _flag_text(plan, phase, spec, name)
+        if before != now:
+            yield Problem(
+                (*before_path, "approval", "required"),
+                f"promotion out of {before_spec.id!r} changes {name} (marked approval_to_change) "
+                f"from {short(before)} to {short(now)}, so it must require an approval",
+            )
 
 
 def _check_references(plan: Plan) -> Iterator[Problem]:

@@ -95,7 +95,12 @@ class RolloutStatus(BaseModel):
     )
     approved_percent: int = Field(
         default=0,
-        description="the ENFORCEMENT_PERCENT last signed off: asked flags never exceed it",
+        description="the exposure percentage last signed off: asked flags never exceed it",
+    )
+    approved_flags: dict[str, str] = Field(
+        default_factory=dict,
+        description="per flag marked approval_to_change, the value last signed off (absent: "
+        "the first step's); asked flags never differ from it without a new approval",
     )
     approvals_consumed: list[str] = Field(default_factory=list)
     approvals_ignored: list[str] = Field(default_factory=list)

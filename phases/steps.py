@@ -12,10 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import MappingProxyType
 
-from phases.flags import hash_flags, normalise_flag
+from phases.flags import hash_flags
 from phases.plan import (
-    MODE_FLAG,
-    PERCENT_FLAG,
     AlertsGate,
     AlertTrigger,
     ApprovalPolicy,
@@ -44,7 +42,9 @@ class Step:
     flags: Mapping[str, str]
     flags_hash: str
     percent: int
+    """The plan's exposure flag at this step (0 for a plan without one)."""
     mode: str
+    """The plan's mode flag at this step (`Plan.mode_flag`; empty for a plan without one)."""
     min_duration: timedelta
     max_duration: timedelta | None
     approval: ApprovalPolicy
@@ -107,14 +107,18 @@ def _resolve(plan: Plan) -> StepTable:
     for phase in plan.phases:
         specs = phase.steps or [StepSpec(id=phase.id)]
         for position, spec in enumerate(specs):
-            step = _resolve_step(len(steps), phase, spec, first_of_phase=position == 0)
+            step = _resolve_step(plan, len(steps), phase, spec, first_of_phase=position == 0)
             steps.append(replace(step, environment=plan.environment_of(phase)))
     return StepTable(steps=tuple(steps), by_id=MappingProxyType({s.id: s for s in steps}))
 
 
-def _resolve_step(index: int, phase: Phase, spec: StepSpec, *, first_of_phase: bool) -> Step:
+def _resolve_step(
+    plan: Plan, index: int, phase: Phase, spec: StepSpec, *, first_of_phase: bool
+) -> Step:
     raw = {**phase.flags, **spec.flags}
-    flags = {name: normalise_flag(name, value) for name, value in sorted(raw.items())}
+    declared = plan.flag_set
+    flags = {name: declared.normalise(name, value) for name, value in sorted(raw.items())}
+    mode_flag = plan.mode_flag
     triggers = (*phase.triggers, *spec.triggers)
     return Step(
         index=index,
@@ -123,8 +127,8 @@ def _resolve_step(index: int, phase: Phase, spec: StepSpec, *, first_of_phase: b
         phase_name=phase.name,
         flags=MappingProxyType(flags),
         flags_hash=hash_flags(flags),
-        percent=int(flags.get(PERCENT_FLAG, "0")),
-        mode=flags.get(MODE_FLAG, "off"),
+        percent=declared.percent(flags),
+        mode=flags.get(mode_flag, "") if mode_flag else "",
         min_duration=spec.min_duration if spec.min_duration is not None else phase.min_duration,
         max_duration=spec.max_duration if spec.max_duration is not None else phase.max_duration,
         approval=spec.approval or phase.approval,

@@ -224,6 +224,7 @@ class Reconciler:
             spec.target.deployments,
             dry_run=self._dry_run,
             on_write=writes.append,
+            flag_names=plan.flag_set.names,
         )
         jobs = KubeJobs(
             tenant.api,

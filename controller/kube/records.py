@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi, KubeError
 from controller.kube.command_checks import has_pending_commands, refusal
 from controller.kube.resources import StageRolloutSpec, StageRolloutStatus
-from phases.decide import WRITE_ENFORCEMENT_OFF, expected_flags
+from phases.decide import WRITE_ENFORCEMENT_OFF, expected_flags, signed_changes
 from phases.durations import format_duration
-from phases.plan import PERCENT_FLAG, Plan
+from phases.plan import Plan
 from phases.status import StepState
 from phases.steps import steps_of
 
@@ -130,10 +130,13 @@ def approve(
 
 
 def _raise_waits(plan: Plan, status: StageRolloutStatus) -> bool:
-    """Whether the step's percentage waits for a sign-off (a plan edit, a first step above 0 %)."""
+    """Whether the step's flags wait for a sign-off (a plan edit, a first step above 0 %,
+    a changed flag marked approval_to_change)."""
     step = steps_of(plan).get(status.step)
     flags, _hash = expected_flags(step, status)
-    return int(flags.get(PERCENT_FLAG, "0")) > status.approved_percent
+    if plan.flag_set.percent(flags) > status.approved_percent:
+        return True
+    return bool(signed_changes(plan, flags, status.approved_flags))
 
 
 def command(

@@ -37,12 +37,15 @@ class KubeTarget:
         *,
         dry_run: bool = False,
         on_write: Any = None,
+        flag_names: Sequence[str] = KNOWN_FLAGS,
     ) -> None:
         self._api = api
         self.namespace = namespace
         self.config_map = config_map
         self.deployments = tuple(deployments)
         self.dry_run = dry_run
+        self.flag_names = tuple(flag_names)
+        """The plan's flags: the ConfigMap keys hashed (others are never read or written)."""
         self._on_write = on_write or (lambda _message: None)
         self._seen: dict[tuple[str, str], dict[str, Any] | None] = {}
 
@@ -64,8 +67,8 @@ class KubeTarget:
         configmap = self._configmap()
         data: Mapping[str, str] = (configmap or {}).get("data") or {}
         flags_hash = (
-            hash_flags({k: data[k] for k in KNOWN_FLAGS})
-            if all(k in data for k in KNOWN_FLAGS)
+            hash_flags({k: data[k] for k in self.flag_names})
+            if all(k in data for k in self.flag_names)
             else None
         )
         problems: list[str] = []

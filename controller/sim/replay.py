@@ -16,7 +16,7 @@ from typing import Literal
 from controller.driving import RunResult, World, drive
 from controller.prometheus.source import PrometheusSource
 from controller.sim.scenario import MAX_TICKS
-from controller.sim.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
+from controller.sim.scripted_world import AutoApprover, ScriptedJobs, target_for
 from phases.observations import Approval, Command
 from phases.plan import Plan
 from phases.status import RolloutStatus
@@ -64,7 +64,7 @@ def replay(
     world = World(
         rollout_uid=REPLAY_UID,
         metrics=source,
-        target=InMemoryTarget(rollout_delay),
+        target=target_for(plan, rollout_delay),
         people=_ReplayPeople(approver),
         jobs=ScriptedJobs({}),
         watchers=(approver,) if approver is not None else (),

@@ -14,14 +14,22 @@ from controller.sim.scenario import JobOutcome, Scenario
 from phases.actions import RestartWorkloads, SetFlags, StartJob
 from phases.flags import hash_flags
 from phases.observations import Approval, Command, JobObservation, JobPhase, TargetState
-from phases.plan import KNOWN_FLAGS, MODE_FLAG
+from phases.plan import KNOWN_FLAGS, MODE_FLAG, Plan
 from phases.status import RolloutStatus, StepState
 
 
 class InMemoryTarget:
     """A ConfigMap and its workloads, held in memory; counts writes and restarts."""
 
-    def __init__(self, rollout_delay: timedelta) -> None:
+    def __init__(
+        self,
+        rollout_delay: timedelta,
+        *,
+        flag_names: Sequence[str] = KNOWN_FLAGS,
+        mode_flag: str | None = MODE_FLAG,
+    ) -> None:
+        self.flag_names = tuple(flag_names)
+        self.mode_flag = mode_flag
         self.flags: dict[str, str] = {}
         self.template_hash: str | None = None
         self.restarted_at: datetime | None = None
@@ -39,7 +47,9 @@ class InMemoryTarget:
                 self.flags.update(action.flags)
                 self.flag_writes += 1
                 self._flags_hash = (
-                    hash_flags(self.flags) if all(k in self.flags for k in KNOWN_FLAGS) else None
+                    hash_flags({k: self.flags[k] for k in self.flag_names})
+                    if all(k in self.flags for k in self.flag_names)
+                    else None
                 )
         elif self.template_hash != action.flags_hash:
             self.template_hash = action.flags_hash
@@ -55,9 +65,19 @@ class InMemoryTarget:
             and at >= self.restarted_at + self.rollout_delay
         )
         if rolled_out:
-            self._running_mode = self.flags.get(MODE_FLAG)
+            self._running_mode = self.flags.get(self.mode_flag) if self.mode_flag else None
         modes = (self._running_mode,) if self._running_mode else ()
         return TargetState(flags_hash=flags_hash, rolled_out=rolled_out, observed_modes=modes)
+
+
+def target_for(plan: Plan, rollout_delay: timedelta) -> InMemoryTarget:
+    """An in-memory target holding the plan's flags, its app reporting the observed flag."""
+    observed = plan.observed_mode
+    return InMemoryTarget(
+        rollout_delay,
+        flag_names=plan.flag_set.names,
+        mode_flag=observed.flag if observed else plan.mode_flag,
+    )
 
 
 class AutoApprover:

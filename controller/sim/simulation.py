@@ -17,7 +17,7 @@ from controller.driving import RunResult, World, drive
 from controller.sim.moments import EventSchedule
 from controller.sim.scenario import Scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
-from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
+from controller.sim.scripted_world import ScriptedJobs, ScriptedPeople, target_for
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus
 
@@ -50,7 +50,7 @@ def simulate(
     """
     people = ScriptedPeople(scenario, plan.content_hash)
     jobs = ScriptedJobs(scenario.jobs)
-    target = InMemoryTarget(scenario.target.rollout_delay)
+    target = target_for(plan, scenario.target.rollout_delay)
     schedule = (
         EventSchedule(plan, scenario, target=target, people=people, jobs=jobs)
         if engine == "events"

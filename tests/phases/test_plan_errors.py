@@ -268,7 +268,7 @@ def _cases() -> list[Case]:
             text,
             "phases[4].steps[0].flags.ENFORCEMENT_PERCENT",
             "ENFORCEMENT_PERCENT: [10]",
-            "expected a string, true/false or a whole number, not a list",
+            "expected a string, true/false, a whole number or a mapping, not a list",
         )
     )
 
