@@ -18,7 +18,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from phases.numbers import short
 
@@ -151,9 +159,7 @@ class IntegerFlag(_Declaration):
             f" from {self.low} to {self.high}" if bounded else ""
         )
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError(
-                f"{wrong}, not {_kind(value) if not isinstance(value, bool) else value}"
-            )
+            raise ValueError(f"{wrong}, not {_kind(value)}")
         if isinstance(value, str):
             text = value.strip()
             digits = text[1:] if text[:1] == "-" else text
@@ -212,7 +218,29 @@ class JsonObjectFlag(_Declaration):
 
 
 AnyFlag = EnumFlag | BooleanFlag | IntegerFlag | StringFlag | JsonObjectFlag
-FlagDeclaration = Annotated[AnyFlag, Field(discriminator="type")]
+FLAG_TYPES = ("enum", "boolean", "integer", "string", "json_object")
+
+
+def _flag_type(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return kind if isinstance(kind, str) and kind in FLAG_TYPES else None
+    return getattr(value, "type", None)
+
+
+FlagDeclaration = Annotated[
+    Annotated[EnumFlag, Tag("enum")]
+    | Annotated[BooleanFlag, Tag("boolean")]
+    | Annotated[IntegerFlag, Tag("integer")]
+    | Annotated[StringFlag, Tag("string")]
+    | Annotated[JsonObjectFlag, Tag("json_object")],
+    Discriminator(
+        _flag_type,
+        custom_error_type="flag_type",
+        custom_error_message="a flag declaration needs type: enum, boolean, integer, string "
+        "or json_object",
+    ),
+]
 
 
 class FlagSet:

@@ -34,7 +34,6 @@ from phases.flag_types import (
     FlagDeclaration,
     FlagSet,
     FlagValue,
-    check_flag_name,
 )
 from phases.numbers import FiniteNumber
 
@@ -443,13 +442,6 @@ class Plan(StrictModel):
         "the runbook's four (STAGE_VALIDATION_MODE, ENFORCE_WRITE_ONLY, ENFORCEMENT_PERCENT, "
         "STAGE_VALIDATION_DRY_RUN)",
     )
-
-    @field_validator("flags")
-    @classmethod
-    def _flag_names(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for name in value or {}:
-            check_flag_name(name)
-        return value
 
     @cached_property
     def flag_set(self) -> FlagSet:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from phases.documents import Path, Problem, parse_document
 from phases.durations import format_duration
-from phases.flag_types import EnumFlag, FlagSet
+from phases.flag_types import EnumFlag, FlagSet, check_flag_name
 from phases.numbers import short
 from phases.plan import (
     AdaptiveThreshold,
@@ -118,6 +118,11 @@ def _check_ids(plan: Plan) -> Iterator[Problem]:
 def _check_declarations(plan: Plan) -> Iterator[Problem]:
     """One exposure flag at most, safe values of the declared type, a real observed flag."""
     declared = plan.flags or {}
+    for name in declared:
+        try:
+            check_flag_name(name)
+        except ValueError as error:
+            yield Problem(("flags", name), str(error))
     exposures = [name for name, flag in declared.items() if flag.exposure]
     for name in exposures[1:]:
         yield Problem(

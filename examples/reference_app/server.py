@@ -36,6 +36,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .validation import (
     CANONICAL_STAGES,
+    ENDPOINT_MODES_ENV,
     MODES,
     AppConfig,
     ConfigError,
@@ -107,6 +108,16 @@ ROUTES: tuple[Route, ...] = (
 )
 ENDPOINTS: tuple[str, ...] = tuple(route.endpoint for route in ROUTES)
 UNMATCHED_ENDPOINT = "unmatched"
+
+
+def check_endpoints(config: AppConfig) -> None:
+    """An endpoint override must name one of the app's endpoints (as its metrics label it)."""
+    for endpoint, _mode in config.endpoint_modes:
+        if endpoint not in ENDPOINTS:
+            raise ConfigError(
+                f"{ENDPOINT_MODES_ENV} names {endpoint!r}, which is not an endpoint of the app "
+                f"({', '.join(ENDPOINTS)})"
+            )
 
 
 class BadRequest(ValueError):
@@ -254,6 +265,7 @@ class ReferenceApp:
         self.registry = CollectorRegistry()
         self.metrics = StageMetrics(self.registry)
         self._lock = threading.Lock()
+        check_endpoints(config or AppConfig())
         self._wanted = config or AppConfig()
         self._active = self._wanted
         self._faults = faults or Faults()
@@ -288,6 +300,7 @@ class ReferenceApp:
 
     def set_config(self, config: AppConfig) -> None:
         """Publish new flags; they apply at once unless the mode fetch is failing."""
+        check_endpoints(config)
         with self._lock:
             self._wanted = config
             if not self._faults.mode_fetch_failing:
@@ -366,7 +379,13 @@ class ReferenceApp:
         operation = route.methods[method]
         config, faults = self._fetch()
         started = time.perf_counter()
-        verdict = judge(config, operation=operation, request_id=request_id, stages=stages)
+        verdict = judge(
+            config,
+            operation=operation,
+            request_id=request_id,
+            stages=stages,
+            endpoint=route.endpoint,
+        )
         if verdict.result is not None:
             if faults.latency_seconds > 0:
                 time.sleep(faults.latency_seconds)
@@ -589,6 +608,8 @@ class _Handler(BaseHTTPRequestHandler):
 def _env_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value)
     return str(value)
 
 
@@ -603,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = AppConfig.from_env(os.environ)
+        check_endpoints(config)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,11 @@ Interpretation, where the runbook leaves room:
   warned: they are judged as in enforce mode but never rejected (phase 2.7).
   Requests that are really enforced (writes under write-only) stay enforced, so
   shadow mode never lets invalid writes back in.
+- ``STAGE_VALIDATION_ENDPOINT_MODES`` (a JSON object, endpoint to mode: the
+  runbook's ``endpointMode``) gives an endpoint its own mode. An override is the
+  endpoint's whole mode: ``enforce`` enforces every request to it, ``warn`` warns
+  every one (dry run still shadows them), ``off`` validates none; neither the
+  global mode, write enforcement nor the percentage applies to it.
 - Enforcement accepts canonical stages only: a deprecated variant is normalised and
   allowed with warnings in warn mode, and rejected like an unknown stage when
   enforced, which is what the runbook's dry-run example headers show.
@@ -28,6 +33,7 @@ Interpretation, where the runbook leaves room:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +51,7 @@ MODE_ENV = "STAGE_VALIDATION_MODE"
 WRITE_ONLY_ENV = "ENFORCE_WRITE_ONLY"
 PERCENT_ENV = "ENFORCEMENT_PERCENT"
 DRY_RUN_ENV = "STAGE_VALIDATION_DRY_RUN"
+ENDPOINT_MODES_ENV = "STAGE_VALIDATION_ENDPOINT_MODES"
 
 CANONICAL_STAGES: tuple[str, ...] = (
     "pre-seed",
@@ -90,6 +97,8 @@ class AppConfig:
     enforce_write_only: bool = False
     enforcement_percent: int = 100
     dry_run: bool = False
+    endpoint_modes: tuple[tuple[str, Mode], ...] = ()
+    """Per-endpoint overrides, sorted by endpoint (the runbook's ``endpointMode``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -102,6 +111,16 @@ class AppConfig:
             raise ConfigError(
                 f"{PERCENT_ENV} must be from 0 to 100, not {self.enforcement_percent}"
             )
+        for endpoint, mode in self.endpoint_modes:
+            if mode not in MODES:
+                raise ConfigError(
+                    f"{ENDPOINT_MODES_ENV}: {endpoint} must be one of {', '.join(MODES)}, "
+                    f"not {mode!r}"
+                )
+
+    def endpoint_mode(self, endpoint: str | None) -> Mode | None:
+        """The endpoint's own mode, or None when it follows the global flags."""
+        return dict(self.endpoint_modes).get(endpoint) if endpoint is not None else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AppConfig:
@@ -116,6 +135,7 @@ class AppConfig:
                 env.get(PERCENT_ENV, str(defaults.enforcement_percent))
             ),
             dry_run=_parse_bool(DRY_RUN_ENV, env.get(DRY_RUN_ENV, str(defaults.dry_run))),
+            endpoint_modes=_parse_endpoint_modes(env.get(ENDPOINT_MODES_ENV, "{}")),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -125,6 +145,9 @@ class AppConfig:
             WRITE_ONLY_ENV: str(self.enforce_write_only).lower(),
             PERCENT_ENV: str(self.enforcement_percent),
             DRY_RUN_ENV: str(self.dry_run).lower(),
+            ENDPOINT_MODES_ENV: json.dumps(
+                dict(self.endpoint_modes), sort_keys=True, separators=(",", ":")
+            ),
         }
 
 
@@ -134,6 +157,26 @@ def _parse_mode(text: str) -> Mode:
         if value == mode:
             return mode
     raise ConfigError(f"{MODE_ENV} must be one of {', '.join(MODES)}, not {text!r}")
+
+
+def _parse_endpoint_modes(text: str) -> tuple[tuple[str, Mode], ...]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{ENDPOINT_MODES_ENV} is not valid JSON: {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{ENDPOINT_MODES_ENV} must be a JSON object of endpoint to mode")
+    modes: dict[str, Mode] = {}
+    for endpoint, mode in value.items():
+        if not isinstance(mode, str):
+            raise ConfigError(f"{ENDPOINT_MODES_ENV}: {endpoint} must be a mode, not {mode!r}")
+        try:
+            modes[endpoint] = _parse_mode(mode)
+        except ConfigError:
+            raise ConfigError(
+                f"{ENDPOINT_MODES_ENV}: {endpoint} must be one of {', '.join(MODES)}, not {mode!r}"
+            ) from None
+    return tuple(sorted(modes.items()))
 
 
 def _parse_bool(name: str, text: str) -> bool:
@@ -188,8 +231,13 @@ def enforcement_applies(request_id: str, percent: int) -> bool:
     return enforcement_bucket(request_id) < percent
 
 
-def effective_mode(config: AppConfig, operation: Operation, request_id: str) -> Mode:
-    """The mode one request is validated in, after write-only and percentage rules."""
+def effective_mode(
+    config: AppConfig, operation: Operation, request_id: str, endpoint: str | None = None
+) -> Mode:
+    """The mode one request is validated in: its endpoint's override, else the flags' rules."""
+    override = config.endpoint_mode(endpoint)
+    if override is not None:
+        return override
     if config.mode == "off":
         return "off"
     if config.enforce_write_only and operation == "write":
@@ -221,10 +269,15 @@ class Verdict:
 
 
 def judge(
-    config: AppConfig, *, operation: Operation, request_id: str, stages: Iterable[str]
+    config: AppConfig,
+    *,
+    operation: Operation,
+    request_id: str,
+    stages: Iterable[str],
+    endpoint: str | None = None,
 ) -> Verdict:
-    """Validate the stages of one request under `config`."""
-    mode = effective_mode(config, operation, request_id)
+    """Validate the stages of one request to `endpoint` under `config`."""
+    mode = effective_mode(config, operation, request_id, endpoint)
     if mode == "off":
         return Verdict(mode, None, ())
     checks = tuple(classify_stage(stage) for stage in stages)

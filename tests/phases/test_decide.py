@@ -288,7 +288,9 @@ def test_rollback_to_warn_leaves_exactly_the_runbooks_full_rollback_flags(driver
     decision = driver.tick()
     assert driver.status.step == "2.4"
     flags = [a for a in decision.actions if isinstance(a, SetFlags)][-1].flags
-    assert dict(flags) == dict(WARN_FLAGS)
+    # Runbook scenario 3 names the four; the plan's endpoint overrides go with them.
+    assert dict(flags) == {**WARN_FLAGS, "STAGE_VALIDATION_ENDPOINT_MODES": "{}"}
+    assert dict(flags) == load_plan().flag_set.safe
 
 
 def test_rollback_command_to_a_later_step_is_rejected(driver: Driver) -> None:

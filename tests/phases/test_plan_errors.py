@@ -400,7 +400,8 @@ def _cases() -> list[Case]:
             "phases[3].flags.ENFORCE_READS",
             "ENFORCE_READS: true",
             "unknown flag 'ENFORCE_READS'; known flags are STAGE_VALIDATION_MODE, "
-            "ENFORCE_WRITE_ONLY, ENFORCEMENT_PERCENT, STAGE_VALIDATION_DRY_RUN",
+            "ENFORCE_WRITE_ONLY, ENFORCEMENT_PERCENT, STAGE_VALIDATION_DRY_RUN, "
+            "STAGE_VALIDATION_ENDPOINT_MODES",
         )
     )
 
@@ -414,13 +415,13 @@ def _cases() -> list[Case]:
             text,
             "phases[5].flags",
             line_of(text, "    flags:", line_of(text, '  - id: "4"')),
-            "step '4' leaves STAGE_VALIDATION_DRY_RUN unset; every step sets all four flags",
+            "step '4' leaves STAGE_VALIDATION_DRY_RUN unset; every step sets every declared flag",
         )
     )
 
     text = swap(
-        "      ENFORCE_WRITE_ONLY: true\n      STAGE_VALIDATION_DRY_RUN: false\n    steps:",
-        "      ENFORCE_WRITE_ONLY: true\n    steps:",
+        "      STAGE_VALIDATION_DRY_RUN: false\n      # The runbook's production configuration",
+        "      # The runbook's production configuration",
     )
     add(
         case(
@@ -473,6 +474,184 @@ def _cases() -> list[Case]:
             "approval: {required: false}",
             "promotion out of '2.7' raises ENFORCEMENT_PERCENT from 0 to 10, so it must "
             "require an approval",
+            # The endpoint overrides change there too, and they are marked approval_to_change.
+            problems=2,
+        )
+    )
+
+    # --- declared flags ---
+    text = swap(
+        "ENFORCE_WRITE_ONLY: {type: boolean, safe: false}",
+        "ENFORCE_WRITE_ONLY: {type: boolean, safe: maybe}",
+    )
+    add(
+        case(
+            "safe-value-of-the-wrong-type",
+            text,
+            "flags.ENFORCE_WRITE_ONLY.safe",
+            "safe: maybe",
+            "Input should be a valid boolean",
+        )
+    )
+    text = swap(
+        'STAGE_VALIDATION_MODE: {type: enum, values: ["off", warn, enforce], safe: warn}',
+        'STAGE_VALIDATION_MODE: {type: enum, values: ["off", warn, enforce], safe: warm}',
+    )
+    add(
+        case(
+            "safe-value-outside-the-enum",
+            text,
+            "flags.STAGE_VALIDATION_MODE.safe",
+            "safe: warm",
+            "STAGE_VALIDATION_MODE must be one of off, warn, enforce, not 'warm'",
+        )
+    )
+    text = swap(
+        'STAGE_VALIDATION_MODE: {type: enum, values: ["off", warn, enforce], safe: warn}',
+        'STAGE_VALIDATION_MODE: {type: enum, values: ["off", warn], safe: warn}',
+    )
+    add(
+        case(
+            "step-value-outside-the-declared-enum",
+            text,
+            "phases[4].flags.STAGE_VALIDATION_MODE",
+            ["      STAGE_VALIDATION_MODE: enforce", "      # Enforce mode"][0],
+            "STAGE_VALIDATION_MODE must be one of off, warn, not 'enforce'",
+            problems=2,  # phases 3 and 4
+        )
+    )
+    text = swap(
+        "ENFORCEMENT_PERCENT: {type: integer, min: 0, max: 100, exposure: true, safe: 0}",
+        "ENFORCEMENT_PERCENT: {type: integer, min: 0, max: 50, exposure: true, safe: 0}",
+    )
+    add(
+        case(
+            "step-value-outside-the-integer-range",
+            text,
+            "phases[4].steps[3].flags.ENFORCEMENT_PERCENT",
+            '{id: "3@100"',
+            "ENFORCEMENT_PERCENT must be from 0 to 50, not 100",
+            problems=2,
+        )
+    )
+    text = swap(
+        "ENFORCE_WRITE_ONLY: {type: boolean, safe: false}",
+        "ENFORCE_WRITE_ONLY: {type: integer, min: 0, max: 1}",
+    )
+    add(
+        case(
+            "step-value-of-the-wrong-type",
+            text,
+            "phases[0].flags.ENFORCE_WRITE_ONLY",
+            "      ENFORCE_WRITE_ONLY: false",
+            "ENFORCE_WRITE_ONLY must be a whole number from 0 to 1, not true/false",
+            problems=6,
+        )
+    )
+    text = swap(
+        "      STAGE_VALIDATION_ENDPOINT_MODES: {}\n    min_duration: 2d",
+        "      STAGE_VALIDATION_ENDPOINT_MODES: '{\"/api/allocations\": enforce}'\n"
+        "    min_duration: 2d",
+    )
+    add(
+        case(
+            "json-object-flag-not-json",
+            text,
+            "phases[2].flags.STAGE_VALIDATION_ENDPOINT_MODES",
+            "STAGE_VALIDATION_ENDPOINT_MODES: '{",
+            "STAGE_VALIDATION_ENDPOINT_MODES is not valid JSON: Expecting value at character 21",
+        )
+    )
+    text = swap(
+        "      STAGE_VALIDATION_ENDPOINT_MODES: {}\n    min_duration: 2d",
+        "      STAGE_VALIDATION_ENDPOINT_MODES: [/api/allocations]\n    min_duration: 2d",
+    )
+    add(
+        case(
+            "json-object-flag-a-list",
+            text,
+            "phases[2].flags.STAGE_VALIDATION_ENDPOINT_MODES",
+            "STAGE_VALIDATION_ENDPOINT_MODES: [",
+            "expected a string, true/false, a whole number or a mapping, not a list",
+        )
+    )
+    text = swap(
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n",
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n"
+        "  SHADOW_PERCENT: {type: integer, min: 0, max: 100, exposure: true}\n",
+    )
+    add(
+        case(
+            "two-exposure-flags",
+            text,
+            "flags.SHADOW_PERCENT.exposure",
+            "SHADOW_PERCENT:",
+            "ENFORCEMENT_PERCENT is already the exposure percentage; a plan has at most one",
+        )
+    )
+    text = swap(
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n",
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n"
+        "  CACHE_TTL_SECONDS: {type: integer, min: 1}\n",
+    )
+    add(
+        case(
+            "a-step-missing-a-declared-flag",
+            text,
+            "phases[0].flags",
+            line_of(text, "    flags: &warn"),
+            "step '2.1' leaves CACHE_TTL_SECONDS unset; every step sets every declared flag",
+            problems=9,
+        )
+    )
+    text = swap(
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n",
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n"
+        "  stage validation/mode: {type: boolean}\n",
+    )
+    add(
+        case(
+            "flag-name-not-a-configmap-key",
+            text,
+            "flags.stage validation/mode",
+            "  stage validation/mode:",
+            "flag name 'stage validation/mode' is not a valid ConfigMap key",
+        )
+    )
+    text = swap(
+        "  ENFORCE_WRITE_ONLY: {type: boolean, safe: false}\n",
+        "  ENFORCE_WRITE_ONLY: {type: bool, safe: false}\n",
+    )
+    add(
+        case(
+            "flag-type-unknown",
+            text,
+            "flags.ENFORCE_WRITE_ONLY",
+            "ENFORCE_WRITE_ONLY: {type: bool",
+            "a flag declaration needs type: enum, boolean, integer, string or json_object",
+        )
+    )
+    text = swap(
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, safe: false}\n",
+        "  STAGE_VALIDATION_DRY_RUN: {type: boolean, exposure: true}\n",
+    )
+    add(
+        case(
+            "exposure-flag-not-an-integer",
+            text,
+            "flags.STAGE_VALIDATION_DRY_RUN",
+            "STAGE_VALIDATION_DRY_RUN: {type: boolean, exposure: true}",
+            "only an integer flag can be the exposure percentage",
+        )
+    )
+    text = swap("  flag: STAGE_VALIDATION_MODE\n", "  flag: STAGE_VALIDATION_DRY_RUN\n")
+    add(
+        case(
+            "observed-mode-reads-a-boolean-flag",
+            text,
+            "observed_mode.flag",
+            "  flag: STAGE_VALIDATION_DRY_RUN",
+            "observed_mode reads flag 'STAGE_VALIDATION_DRY_RUN', which is not an enum flag",
         )
     )
 
