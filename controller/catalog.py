@@ -84,6 +84,13 @@ def load_plan(reference: str = DEFAULT_PLAN) -> Plan:
     return parse_plan(text, source=source)
 
 
+def scenarios_for(plan: str = DEFAULT_PLAN) -> list[str]:
+    """The bundled scenarios written for one bundled plan."""
+    return [
+        name for name in bundled_scenarios() if (load_scenario(name).plan or DEFAULT_PLAN) == plan
+    ]
+
+
 def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -> Scenario:
     """A scenario from a file path or a bundled scenario's name; DocumentError when invalid.
 

@@ -61,7 +61,7 @@ class RunResult:
     @property
     def final_percent(self) -> int:
         step = steps_of(self.plan).get(self.final.step)
-        return int(expected_flags(step, self.final)[0].get("ENFORCEMENT_PERCENT", "0"))
+        return self.plan.flag_set.percent(expected_flags(step, self.final)[0])
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def drive(
         result.final_time_seconds = offset
         if world.target.flag_writes != writes:
             writes = world.target.flag_writes
-            percent = int(world.target.flags.get("ENFORCEMENT_PERCENT", "0"))
+            percent = plan.flag_set.percent(world.target.flags)
             if percent != last_percent:
                 result.percent_changes.append((offset, percent))
                 last_percent = percent

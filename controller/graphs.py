@@ -12,8 +12,10 @@ from phases.plan import Plan
 from phases.steps import Step
 
 
-def _label(step: Step) -> str:
-    extras = [step.mode, f"{step.percent}%"]
+def _label(plan: Plan, step: Step) -> str:
+    extras = [step.mode] if step.mode else []
+    if plan.flag_set.exposure is not None:
+        extras.append(f"{step.percent}%")
     if step.flags.get("ENFORCE_WRITE_ONLY") == "true":
         extras.append("write-only")
     if step.flags.get("STAGE_VALIDATION_DRY_RUN") == "true":
@@ -32,7 +34,9 @@ def mermaid(plan: Plan) -> str:
     machines = machines_for(plan)
     names = {step.id: f"s{step.index}" for step in machines.table.steps}
     lines = ["stateDiagram-v2", "  direction LR"]
-    lines += [f'  state "{_label(step)}" as {names[step.id]}' for step in machines.table.steps]
+    lines += [
+        f'  state "{_label(plan, step)}" as {names[step.id]}' for step in machines.table.steps
+    ]
     lines.append(f"  [*] --> {names[machines.table.first.id]}")
     for source, trigger, dest in machines.edges():
         lines.append(f"  {names[source]} --> {names[dest]}: {_edge_label(plan, source, trigger)}")
@@ -52,7 +56,8 @@ def dot(plan: Plan) -> str:
         "  node [shape=box, style=rounded];",
     ]
     lines += [
-        f"  {_quote(step.id)} [label={_quote(_label(step))}];" for step in machines.table.steps
+        f"  {_quote(step.id)} [label={_quote(_label(plan, step))}];"
+        for step in machines.table.steps
     ]
     for source, trigger, dest in machines.edges():
         style = "solid" if trigger == "promote" else "dashed"

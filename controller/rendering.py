@@ -166,7 +166,7 @@ def run_table(result: RunResult) -> str:
     rows = transition_rows(result.transitions, result.start.timestamp())
     closing = (
         f"\nended at {elapsed(result.final_time_seconds)}: step {result.final.step}, {result.final.state.value}, "
-        f"ENFORCEMENT_PERCENT={result.final_percent} ({result.ticks} ticks, {result.flag_writes} flag writes, "
+        f"{result.plan.flag_set.exposure or 'exposure'}={result.final_percent} ({result.ticks} ticks, {result.flag_writes} flag writes, "
         f"{result.restarts} restarts)"
     )
     return table(["time", "from", "to", "trigger", "why"], rows) + "\n" + closing

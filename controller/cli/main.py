@@ -272,8 +272,14 @@ def plan_graph(
 @app.command("simulate")
 def simulate_command(
     plan: Annotated[
-        str, typer.Option("--plan", "-p", help="Plan file or bundled plan name.")
-    ] = DEFAULT_PLAN,
+        str | None,
+        typer.Option(
+            "--plan",
+            "-p",
+            help="Plan file or bundled plan name (default: the plan the scenario names, "
+            f"else {DEFAULT_PLAN}).",
+        ),
+    ] = None,
     scenario: Annotated[
         str,
         typer.Option(
@@ -307,8 +313,9 @@ def simulate_command(
         fail(f"--plot {plot}: the plot is written as PNG; give a file name ending in .png")
     if plot is not None:
         writable_file("--plot", plot)
-    loaded = _plan(plan)
     try:
+        named = None if plan is not None else load_scenario(scenario).plan
+        loaded = _plan(plan or named or DEFAULT_PLAN)
         story = load_scenario(scenario, loaded)
     except (DocumentError, NotFound) as error:
         fail(str(error))

@@ -382,7 +382,7 @@ class Reconciler:
     ) -> StageRolloutStatus:
         core = decision.status
         step = steps_of(plan).get(core.step)
-        percent = int(expected_flags(step, core)[0].get("ENFORCEMENT_PERCENT", "0"))
+        percent = plan.flag_set.percent(expected_flags(step, core)[0])
         conditions = lifecycle_conditions(
             previous.conditions, core.state, core.reason, now, generation
         )

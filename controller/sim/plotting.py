@@ -142,9 +142,9 @@ def _percent_panel(axis: Any, result: SimulationResult, unit: float, end: float)
         [*percents, percents[-1]][: len(times)],
         where="post",
         color="tab:blue",
-        label="ENFORCEMENT_PERCENT",
+        label=result.plan.flag_set.exposure or "exposure",
     )
-    axis.set_ylabel("ENFORCEMENT_PERCENT")
+    axis.set_ylabel(result.plan.flag_set.exposure or "exposure percent")
     axis.set_ylim(-5, 135)  # headroom above 100 % for the step labels
     axis.set_yticks([0, 25, 50, 75, 100])
     for span in _state_spans(result, unit, end):

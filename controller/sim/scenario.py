@@ -184,6 +184,13 @@ class Scenario(_Strict):
 
     name: str = Field(min_length=1)
     description: str = ""
+    plan: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="the bundled plan the scenario is written for (default: stage-validation-v3); "
+        "stagectl simulate runs it when no --plan is given",
+    )
     start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     duration: Duration = timedelta(days=30)
     tick: Duration = timedelta(minutes=1)

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from controller.catalog import bundled_scenarios, load_plan, load_scenario
+from controller.catalog import DEFAULT_PLAN, bundled_scenarios, load_plan, load_scenario
 from controller.sim.scenario import parse_scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.status import StepState
@@ -35,7 +35,7 @@ def moves(result: SimulationResult) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("name", bundled_scenarios())
 def test_every_bundled_scenario_meets_its_documented_expectation(name: str) -> None:
     scenario = load_scenario(name)
-    result = simulate(PLAN, scenario)
+    result = simulate(load_plan(scenario.plan or DEFAULT_PLAN), scenario)
     assert scenario.expect, f"{name} documents no expected outcome"
     assert result.final.step == scenario.expect["final_step"]
     assert result.final.state.value == scenario.expect["final_status"]
@@ -48,8 +48,9 @@ def test_happy_path_walks_every_step_in_order_and_completes() -> None:
     assert promotions == list(pairwise(steps))
     assert moves(result)[-1] == ("4", "4", "complete")
     assert [p for _, p in result.percent_changes] == [0, 10, 25, 50, 100]
-    # 2.1→2.4 and 3@100→4 keep the same flags: seven distinct flag sets, seven restarts.
-    assert result.restarts == 7
+    # 2.1→2.4 keep the same flags (3@100→4 clears the endpoint overrides): eight
+    # distinct flag sets, eight restarts.
+    assert result.restarts == 8
     assert sorted(result.jobs_created) == [
         ("create-indexes", 1),
         ("migrate-stages", 1),

@@ -99,11 +99,11 @@ def test_simulate_bad_scenario(workdir: Path) -> None:
 def test_unknown_plan_name_lists_the_bundled_plans(workdir: Path) -> None:
     status, stdout, stderr = stagectl("plan", "validate", "stage-validation-v9")
     assert (status, stdout) == (2, "")
-    assert bundled_plans() == ["stage-validation-v3"]
+    assert bundled_plans() == ["cache-backend-migration", "stage-validation-v3"]
     assert_one_message(
         stderr,
         "no plan called 'stage-validation-v9': not a file, and the bundled plans are "
-        "stage-validation-v3",
+        "cache-backend-migration, stage-validation-v3",
     )
 
 

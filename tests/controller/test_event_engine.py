@@ -19,12 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.catalog import bundled_scenarios, load_plan, load_scenario, read_plan
+from controller.catalog import load_plan, load_scenario, read_plan, scenarios_for
 from controller.sim.scenario import Scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.plan_checks import parse_plan
 
 PLAN = load_plan()
+CACHE = load_plan("cache-backend-migration")
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 _WINDOW = """
 promotion_window:
@@ -62,13 +63,15 @@ def assert_same_run(plan: Any, scenario: Scenario) -> SimulationResult:
 
 @pytest.mark.parametrize(
     ("plan", "name"),
-    [(PLAN, name) for name in [*bundled_scenarios(), str(BENCH / "month.yaml")]]
-    + [(WINDOWED, name) for name in bundled_scenarios()],
-    ids=[Path(name).stem for name in [*bundled_scenarios(), "month"]]
-    + [f"{name}-promotion-window" for name in bundled_scenarios()],
+    [(PLAN, name) for name in [*scenarios_for(), str(BENCH / "month.yaml")]]
+    + [(WINDOWED, name) for name in scenarios_for()]
+    + [(CACHE, name) for name in scenarios_for(CACHE.name)],
+    ids=[Path(name).stem for name in [*scenarios_for(), "month"]]
+    + [f"{name}-promotion-window" for name in scenarios_for()]
+    + scenarios_for(CACHE.name),
 )
 def test_both_engines_agree_on_every_bundled_scenario(plan: Any, name: str) -> None:
-    jumping = assert_same_run(plan, load_scenario(name, PLAN))
+    jumping = assert_same_run(plan, load_scenario(name, plan))
     assert jumping.transitions, "a scenario in which nothing happens proves nothing"
     assert jumping.decisions * 5 < jumping.ticks  # it does skip
 
