@@ -73,7 +73,9 @@ class Driver:
                 default_triggers[key] = Verdict(key, outcome, "scripted")
         modes = self.modes
         if modes is None:
-            modes = (expected_flags(self.step, self.status)[0]["STAGE_VALIDATION_MODE"],)
+            observed = self.plan.observed_mode
+            flags = expected_flags(self.step, self.status)[0]
+            modes = (flags[observed.flag],) if observed else ()
         seen = Observations(
             rollout_uid=UID,
             target=TargetState(self.target_flags_hash, self.rolled_out, None, modes),

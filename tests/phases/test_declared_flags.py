@@ -1,0 +1,151 @@
+"""Declared flags at run time, and the old plan shape that declares none.
+
+The cache backend migration marks CACHE_BACKEND `approval_to_change`: like the
+exposure percentage's rise, its change never reaches the target without a sign-off,
+whatever path asks for it (a promotion, a plan edit). Going back needs nobody, as
+lowering the percentage needs nobody. A plan without a `flags:` declaration is the
+shape every plan had before: it gets the runbook's four flags and keeps its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+
+import pytest
+
+from controller.catalog import load_plan
+from controller.kube.resources import StageRolloutStatus
+from phases.actions import SetFlags
+from phases.documents import DocumentError
+from phases.flag_types import LEGACY_FLAG_SET
+from phases.plan import KNOWN_FLAGS, Plan
+from phases.plan_checks import parse_plan
+from phases.steps import steps_of
+from tests.phases.rollout_driver import Driver
+from tests.phases.test_safety_properties import TINY_PLAN_YAML
+
+CACHE_TEXT = (resources.files("phases") / "plans" / "cache-backend-migration.yaml").read_text(
+    encoding="utf-8"
+)
+CACHE = load_plan("cache-backend-migration")
+
+
+def flags_set(driver: Driver) -> list[dict[str, str]]:
+    assert driver.last is not None
+    return [dict(a.flags) for a in driver.last.actions if isinstance(a, SetFlags)]
+
+
+def test_a_plan_edit_that_changes_a_signed_flag_holds_until_it_is_approved() -> None:
+    driver = Driver(CACHE)
+    driver.walk_to("reads@100")
+    assert driver.status.approved_flags == {"CACHE_BACKEND": "memcached"}
+    edited = parse_plan(
+        CACHE_TEXT.replace(
+            "{id: reads@100, flags: {CACHE_READ_PERCENT: 100}}",
+            "{id: reads@100, flags: {CACHE_READ_PERCENT: 100, CACHE_BACKEND: redis-cluster}}",
+        ),
+        source="edited",
+    )
+    driver.plan = edited
+    driver.tick()
+    assert flags_set(driver) == [], "the edit switched the backend with no sign-off"
+    assert any(
+        "changes CACHE_BACKEND (marked approval_to_change)" in b for b in driver.last.blockers
+    ), driver.last.blockers
+    driver.approve(approver="dana")
+    driver.tick()
+    assert [f["CACHE_BACKEND"] for f in flags_set(driver)] == ["redis-cluster"]
+    assert driver.status.approved_flags == {"CACHE_BACKEND": "redis-cluster"}
+
+
+def test_going_back_over_a_signed_change_needs_nobody() -> None:
+    driver = Driver(CACHE)
+    driver.walk_to("cutover")
+    assert driver.status.approved_flags == {"CACHE_BACKEND": "redis-cluster"}
+    driver.command("rollback", to="reads@100", reason="cluster incident")
+    driver.tick()
+    assert driver.status.step == "reads@100"
+    assert [f["CACHE_BACKEND"] for f in flags_set(driver)] == ["memcached"]
+    assert driver.status.approved_flags == {"CACHE_BACKEND": "memcached"}
+    # Leaving again for the cutover is a new change: it waits for a new approval.
+    assert driver.status.hold_for_approval
+
+
+def test_an_unchecked_plan_cannot_promote_into_a_signed_change_without_approval() -> None:
+    """The plan checks refuse such a plan; decide refuses it too if one slips past them."""
+    import yaml
+
+    document = yaml.safe_load(CACHE_TEXT)
+    # reads@100 → cutover keeps 100 % but switches the backend; drop its approval.
+    document["phases"][1]["steps"][3]["approval"] = {"required": False}
+    with pytest.raises(DocumentError, match="changes CACHE_BACKEND"):
+        parse_plan(yaml.safe_dump(document), source="unchecked")
+    unchecked = Plan.model_validate(document)
+    driver = Driver(unchecked)
+    driver.walk_to("reads@100")
+    driver.soak_to_gates()
+    driver.tick()
+    assert driver.status.step == "reads@100"
+    assert any(
+        "refusing to change CACHE_BACKEND (marked approval_to_change) without an approval" in b
+        for b in driver.last.blockers
+    ), driver.last.blockers
+    driver.approve(approver="erin")
+    driver.tick()
+    assert driver.status.step == "cutover"
+
+
+OLD_SHAPE = parse_plan(TINY_PLAN_YAML.format(description="an old plan"), source="old")
+
+
+def test_an_old_shape_plan_gets_the_runbooks_four_flags() -> None:
+    assert OLD_SHAPE.flags is None
+    assert OLD_SHAPE.flag_set is LEGACY_FLAG_SET
+    assert OLD_SHAPE.flag_set.names == KNOWN_FLAGS
+    assert OLD_SHAPE.flag_set.exposure == "ENFORCEMENT_PERCENT"
+    assert OLD_SHAPE.mode_flag == "STAGE_VALIDATION_MODE"
+    for step in steps_of(OLD_SHAPE).steps:
+        assert set(step.flags) == set(KNOWN_FLAGS)
+        assert step.percent == int(step.flags["ENFORCEMENT_PERCENT"])
+        assert step.mode == step.flags["STAGE_VALIDATION_MODE"]
+
+
+def test_an_old_shape_plan_keeps_the_hash_it_had_before_declared_flags() -> None:
+    """Approvals are bound to the plan hash: an upgrade must not orphan them."""
+    dumped = OLD_SHAPE.model_dump(mode="json", by_alias=True)
+    del dumped["flags"]
+    observed = dumped.get("observed_mode")
+    if observed is not None:
+        del observed["flag"]
+    before = hashlib.sha256(
+        json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert OLD_SHAPE.content_hash == before
+
+
+def test_an_old_shape_plan_still_refuses_a_fifth_key() -> None:
+    text = TINY_PLAN_YAML.format(description="old").replace(
+        "ENFORCEMENT_PERCENT: 5\n", "ENFORCEMENT_PERCENT: 5\n      CACHE_BACKEND: redis\n", 1
+    )
+    with pytest.raises(DocumentError) as raised:
+        parse_plan(text, source="old.yaml")
+    assert "unknown flag 'CACHE_BACKEND'; known flags are STAGE_VALIDATION_MODE, " in str(
+        raised.value
+    )
+
+
+def test_a_status_written_before_declared_flags_still_reads() -> None:
+    status = StageRolloutStatus.model_validate(
+        {
+            "planHash": "a" * 64,
+            "step": "3@10",
+            "state": "soaking",
+            "stepEnteredAt": "2026-03-02T09:00:00Z",
+            "deadlineFrom": "2026-03-02T09:00:00Z",
+            "approvedPercent": 10,
+        }
+    )
+    assert status.approved_flags == {}
+    assert status.approved_percent == 10
