@@ -358,7 +358,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--to",
-                help="An earlier step, or warn (mode warn, write enforcement off, percent 0).",
+                help="An earlier step, or warn (every flag at the plan's safe value: the runbook's "
+                "mode warn, write enforcement off, percent 0).",
             ),
         ] = None,
         disable_write_enforcement: Annotated[

@@ -50,6 +50,8 @@ def _rollback_refusal(
         return None
     if to == WRITE_ENFORCEMENT_OFF:
         flags, _hash = expected_flags(current, status)
+        if WRITE_ONLY_FLAG not in flags:
+            return f"this plan declares no {WRITE_ONLY_FLAG} flag"
         if flags.get(WRITE_ONLY_FLAG) != "true":
             return f"write enforcement is already off at step {current.id}"
         return None

@@ -17,7 +17,7 @@ import pytest
 
 from controller.catalog import load_plan
 from controller.kube.resources import StageRolloutStatus
-from phases.actions import SetFlags
+from phases.actions import EventKind, SetFlags
 from phases.documents import DocumentError
 from phases.flag_types import LEGACY_FLAG_SET
 from phases.plan import KNOWN_FLAGS, Plan
@@ -149,3 +149,14 @@ def test_a_status_written_before_declared_flags_still_reads() -> None:
     )
     assert status.approved_flags == {}
     assert status.approved_percent == 10
+
+
+def test_write_enforcement_off_is_refused_for_a_plan_without_that_flag() -> None:
+    driver = Driver(CACHE)
+    driver.walk_to("reads@25")
+    driver.command("rollback", to="write-enforcement-off", reason="runbook scenario 2")
+    driver.tick()
+    assert driver.status.step == "reads@25"
+    assert driver.last is not None
+    rejected = [e.message for e in driver.last.events if e.kind is EventKind.COMMAND_REJECTED]
+    assert any("this plan declares no ENFORCE_WRITE_ONLY flag" in m for m in rejected), rejected
