@@ -1,6 +1,6 @@
 """The reference app's decisions for one request, kept free of HTTP and metrics.
 
-The rollout controller changes four flags and trusts the app to interpret them the
+The rollout controller changes five flags and trusts the app to interpret them the
 way the runbook describes. Writing that interpretation as plain functions lets the
 tests pin it down (which requests are enforced, rejected or shadow-rejected) without
 starting a server, and lets the server stay a thin shell around it.
@@ -86,7 +86,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AppConfig:
-    """The four runbook flags as the app runs with them.
+    """The runbook flags (and per-endpoint modes) as the app runs with them.
 
     Unset variables take the legacy behaviour: warn mode (the runbook's
     ``defaultMode``), no write-only enforcement, no dry run, and enforcement of
