@@ -231,7 +231,8 @@ EXPECTED: dict[str, Expect] = {
     "scenario-3-full-rollback-from-4": Expect(
         quote="# Disable all enforcement",
         flags_from={"330h1m": WARN_ONLY},
-        restarts=8,  # 2.1, 2.5, 2.7, the four percentages (4 keeps 3@100's flags), warn
+        # 2.1, 2.5, 2.7, the four percentages, 4 (which clears 3's endpoint overrides), warn
+        restarts=9,
     ),
     # Phase 2.7 and the blast-radius alert --------------------------------------------------
     "2.7-proceed": Expect(

@@ -34,7 +34,7 @@ from controller.observing import observe
 from controller.ports import WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.sim.replay import replay
-from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs
+from controller.sim.scripted_world import ScriptedJobs, target_for
 from examples.reference_app.load import LoadGenerator
 from examples.reference_app.server import Faults, ReferenceApp
 from examples.reference_app.validation import AppConfig
@@ -456,7 +456,7 @@ def test_prometheus_stopped_mid_run_gives_unknown_and_ticks_go_on(
         world = World(
             rollout_uid="outage",
             metrics=source,
-            target=InMemoryTarget(timedelta(0)),
+            target=target_for(PLAN, timedelta(0)),
             people=NoPeople(),
             jobs=ScriptedJobs({}),
         )
