@@ -198,12 +198,16 @@ class JsonObjectFlag(_Declaration):
 
     def normalise(self, name: str, value: object) -> str:
         if isinstance(value, str):
+            if len(value.encode()) > MAX_VALUE_BYTES:
+                raise ValueError(f"{name} is larger than {MAX_VALUE_BYTES} bytes as JSON")
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as error:
                 raise ValueError(
                     f"{name} is not valid JSON: {error.msg} at character {error.pos}"
                 ) from None
+            except RecursionError:
+                raise ValueError(f"{name} nests too deeply to be read as JSON") from None
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a JSON object, not {_kind(value)}")
         try:

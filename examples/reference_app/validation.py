@@ -162,7 +162,7 @@ def _parse_mode(text: str) -> Mode:
 def _parse_endpoint_modes(text: str) -> tuple[tuple[str, Mode], ...]:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ConfigError(f"{ENDPOINT_MODES_ENV} is not valid JSON: {text[:80]!r}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{ENDPOINT_MODES_ENV} must be a JSON object of endpoint to mode")

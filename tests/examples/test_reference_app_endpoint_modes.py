@@ -175,3 +175,8 @@ def test_the_server_refuses_a_bad_override_and_keeps_its_flags(
     assert refused.status_code == 400
     assert reason in refused.text
     assert app.config == before
+
+
+def test_a_deeply_nested_override_is_refused_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match="is not valid JSON"):
+        AppConfig.from_env({ENDPOINT_MODES_ENV: "[" * 100_000})

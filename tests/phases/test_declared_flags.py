@@ -160,3 +160,20 @@ def test_write_enforcement_off_is_refused_for_a_plan_without_that_flag() -> None
     assert driver.last is not None
     rejected = [e.message for e in driver.last.events if e.kind is EventKind.COMMAND_REJECTED]
     assert any("this plan declares no ENFORCE_WRITE_ONLY flag" in m for m in rejected), rejected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[" * 60_000, "nests too deeply to be read as JSON"),
+        ('{"k": "' + "x" * 70_000 + '"}', "is larger than 65536 bytes as JSON"),
+        ("[1, 2]", "must be a JSON object, not a list"),
+        ('{"k": NaN}', "holds a value JSON cannot carry"),
+    ],
+)
+def test_a_hostile_json_object_value_is_a_one_line_error(text: str, reason: str) -> None:
+    flag = CACHE.flag_set.declared["CACHE_CLIENT_OPTIONS"]
+    with pytest.raises(ValueError, match="CACHE_CLIENT_OPTIONS") as raised:
+        flag.normalise("CACHE_CLIENT_OPTIONS", text)
+    assert reason in str(raised.value)
+    assert "\n" not in str(raised.value)
