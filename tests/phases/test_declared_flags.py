@@ -177,3 +177,33 @@ def test_a_hostile_json_object_value_is_a_one_line_error(text: str, reason: str)
         flag.normalise("CACHE_CLIENT_OPTIONS", text)
     assert reason in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_observed_mode_must_name_its_flag_when_the_plan_has_no_stage_validation_mode() -> None:
+    text = CACHE_TEXT.replace("  flag: CACHE_BACKEND\n", "", 1)
+    with pytest.raises(DocumentError) as raised:
+        parse_plan(text, source="cache.yaml")
+    # The flag left out is reported where observed_mode is written.
+    line = text.splitlines().index("observed_mode:") + 1
+    assert (
+        f"observed_mode.flag, line {line}: observed_mode reads flag 'STAGE_VALIDATION_MODE', "
+        "which is not declared; name the enum flag"
+    ) in str(raised.value)
+
+
+def test_observed_mode_needs_a_value_for_each_value_of_its_flag() -> None:
+    text = CACHE_TEXT.replace("values: {memcached: 0, redis-cluster: 1}", "values: {memcached: 0}")
+    with pytest.raises(DocumentError, match="no signal value for CACHE_BACKEND=redis-cluster"):
+        parse_plan(text, source="cache.yaml")
+
+
+def test_without_observed_mode_or_a_mode_flag_a_step_has_no_mode() -> None:
+    text = CACHE_TEXT.replace(
+        "observed_mode:\n  signal: primary_backend\n  flag: CACHE_BACKEND\n"
+        "  values: {memcached: 0, redis-cluster: 1}\n",
+        "",
+    )
+    plan = parse_plan(text, source="cache.yaml")
+    assert plan.mode_flag is None
+    assert {step.mode for step in steps_of(plan).steps} == {""}
+    assert {step.percent for step in steps_of(plan).steps} == {0, 5, 25, 50, 100}
