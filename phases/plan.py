@@ -25,6 +25,7 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from phases.durations import Duration
@@ -412,6 +413,25 @@ class Evaluation(StrictModel):
         return value
 
 
+class PlannedBaseline(StrictModel):
+    """A baseline the plan gives instead of capturing it: a pinned value, or one carried.
+
+    `value` pins the baseline (a person's number; it wins over any capture);
+    `carried: true` says the rollout's spec brings it from another rollout
+    (`spec.baselines`), so adaptive thresholds may use it with no capturing phase.
+    """
+
+    value: FiniteNumber | None = None
+    carried: bool = False
+    reason: str = Field(min_length=1, max_length=1024, description="why, for whoever reads it")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PlannedBaseline:
+        if self.carried == (self.value is not None):
+            raise ValueError("give either value (pinned) or carried: true, not both or neither")
+        return self
+
+
 class Plan(StrictModel):
     """A whole rollout plan. Its content hash binds approvals to this exact version."""
 
@@ -429,6 +449,11 @@ class Plan(StrictModel):
         description="where phases run (e.g. staging, production); a rollout maps each to a target",
     )
     phases: list[Phase] = Field(min_length=1)
+    baselines: dict[str, PlannedBaseline] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="per signal, a baseline pinned by a person or carried from another rollout",
+    )
 
     @field_validator("environments")
     @classmethod
@@ -446,9 +471,10 @@ class Plan(StrictModel):
     @cached_property
     def content_hash(self) -> str:
         """The sha256 of the plan's canonical JSON form: formatting and comments do not count."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
-        )
+        data = self.model_dump(mode="json", by_alias=True)
+        if not data["baselines"]:
+            del data["baselines"]  # a plan without pins keeps the hash it had before they existed
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @property
