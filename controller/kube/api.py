@@ -153,6 +153,8 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
         except OSError:
             pass
     return "default"
+
+
 def _check_kubeconfig_files(kubeconfig: str) -> None:
     """Each file of a kubeconfig list is a regular UTF-8 file of at most 1 MiB."""
     from pathlib import Path
