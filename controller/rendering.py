@@ -42,6 +42,21 @@ def elapsed(seconds: float) -> str:
     return f"+{days}d {hours:02d}:{minutes:02d}" if days else f"+{hours:02d}:{minutes:02d}"
 
 
+def baseline_line(record: Mapping[str, Any]) -> str:
+    """One baseline record (as JSON) in a line: value, source, where, over which window."""
+    head = f"baseline {record['signal']} = {record['value']:g}"
+    source = record.get("source", "captured")
+    if source == "pinned":
+        return f"{head}  pinned in the plan: {record.get('reason', '')}"
+    where = f" in {record['environment']}" if record.get("environment") else ""
+    step = f" step {record['step']}" if record.get("step") else ""
+    start, end = record.get("windowFrom"), record.get("windowTo")
+    window = f", averaged over {start} → {end}" if start and end else ""
+    carried = f" from rollout {record['carriedFrom']}" if record.get("carriedFrom") else ""
+    note = f" ({record['reason']})" if record.get("reason") else ""
+    return f"{head}  {source}{carried}{where}{step}{window}{note}"
+
+
 def describe_gate(gate: GateSpec) -> str:
     if isinstance(gate, SignalGate):
         return f"{gate.key}: {gate.signal} {gate.comparator} {threshold_text(gate)} for {format_duration(gate.window)}"
