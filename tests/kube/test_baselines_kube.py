@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.kube.api import EVENTS, ROLLOUTS
+from controller.kube.records import baseline_export
 from controller.telemetry import Telemetry
 from phases.plan_checks import parse_plan
 from tests.kube.operator_world import (
@@ -140,6 +141,14 @@ def test_a_capture_reaches_the_status_the_events_the_metric_and_the_cli(
         'stage_rollout_baseline{environment="staging",namespace="shop",'
         'rollout="api-rollout",signal="error_ratio"} 0.002'
     ) in body
+
+    # Captured in staging, it drives production's adaptive gate: max(0.0001, 0.002 × 3).
+    world.settle()
+    world.tick(advance=timedelta(minutes=6))
+    verdicts = {v["name"]: v for v in world.status()["lastVerdicts"]}
+    adaptive = verdicts["errors-adaptive"]
+    assert (adaptive["outcome"], adaptive["threshold"]) == ("pass", pytest.approx(0.006))
+    assert "max(0.0001, baseline 0.002 × 3)" in adaptive["reason"]
 
     code, out, err = stagectl(kubeconfig, "status", "api-rollout")
     assert code == 0, err
@@ -265,3 +274,22 @@ def test_a_hostile_inline_export_holds_the_rollout_with_one_line(world: World) -
     message = json.dumps(status)
     assert "BaselinesRefused" in message
     assert "measured by query 'vector(0)'" in message
+
+
+def test_an_export_of_another_plan_version_is_carried_with_a_warning_event(world: World) -> None:
+    leave_warm(world, Telemetry())
+    exported = baseline_export(world.api, world.namespace, world.name, world.now)
+    exported["plan"] = {**exported["plan"], "version": "0.9", "hash": "f" * 64}
+    second_rollout(world, "api-production", {"document": exported})
+    world.reconciler().reconcile(world.namespace, "api-production", world.now)
+    status = (world.api.get(ROLLOUTS, world.namespace, "api-production") or {})["status"]
+    assert status["baselines"]["error_ratio"]["carriedFrom"] == "api-rollout"
+    events, _ = world.api.list(EVENTS, world.namespace)
+    warned = [e for e in events if e["reason"] == "BaselinesFromOtherPlan"]
+    assert len(warned) == 1
+    assert (
+        "captured under plan tiny 0.9 (ffffffffffff), not this plan tiny 1" in warned[0]["message"]
+    )
+    world.reconciler().reconcile(world.namespace, "api-production", world.now)
+    events, _ = world.api.list(EVENTS, world.namespace)
+    assert len([e for e in events if e["reason"] == "BaselinesFromOtherPlan"]) == 1
