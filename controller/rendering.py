@@ -86,6 +86,9 @@ def threshold_text(condition: SignalGate | SignalTrigger) -> str:
 def plan_table(plan: Plan) -> str:
     """One block per step: flags, durations, approval, gates and triggers."""
     out = [f"plan {plan.name} v{plan.version}  hash {plan.short_hash}"]
+    for signal, given in sorted(plan.baselines.items()):
+        kind = "carried from another rollout" if given.carried else f"pinned at {given.value:g}"
+        out.append(f"baseline {signal}: {kind} ({given.reason})")
     for step in steps_of(plan).steps:
         flags = ", ".join(f"{k}={v}" for k, v in step.flags.items())
         limit = format_duration(step.max_duration) if step.max_duration else "none"
