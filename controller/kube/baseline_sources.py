@@ -36,8 +36,12 @@ def carried_baselines(
     api: KubeApi,
     namespace: str,
     holding: RolloutStatus,
+    *,
+    rollout: str,
 ) -> tuple[tuple[BaselineRecord, ...] | None, list[str]]:
     """The checked records to carry and warnings; None when nothing was read this tick.
+
+    `rollout` is the carrying rollout's own name: it may not carry from itself.
 
     A source rollout that is gone, or has no status yet, keeps what the status
     already carries; with nothing carried yet, it is refused.
@@ -51,6 +55,8 @@ def carried_baselines(
             )
             return tuple(records), warnings
         assert spec.from_ is not None
+        if spec.from_.rollout == rollout:
+            raise ExportRefused(f"from: names rollout {rollout} itself")
         return _from_rollout(spec.from_.rollout, plan, api, namespace, holding)
     except ExportRefused as refusal:
         raise Refused(REFUSED, f"spec.baselines: {refusal}") from None

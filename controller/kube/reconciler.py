@@ -227,7 +227,7 @@ class Reconciler:
         status = self._status(rollout, plan, now)
         try:
             carried, carry_warnings = carried_baselines(
-                spec.baselines, plan, tenant.api, namespace, status
+                spec.baselines, plan, tenant.api, namespace, status, rollout=name
             )
         except Refused as refusal:
             return self._hold(rollout, refusal.reason, refusal.message, now, outcome)

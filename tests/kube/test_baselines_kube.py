@@ -6,6 +6,7 @@ Runbook, phase 2.1: "Export baselines for production alert thresholds".
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import urllib.request
@@ -19,15 +20,17 @@ import yaml
 from typer.testing import CliRunner
 
 from controller.cli.main import app
-from controller.kube.api import EVENTS, ROLLOUTS
+from controller.kube.api import EVENTS, ROLLOUTS, KubeError
 from controller.kube.records import baseline_export
 from controller.telemetry import Telemetry
+from phases.baselines import MIGRATED_REASON
 from phases.plan_checks import parse_plan
 from tests.kube.operator_world import (
     RBAC_KINDS,
     ROLLOUT_ACCOUNT,
     TINY_PLAN,
     World,
+    crds,
     make_world,
     metrics,
 )
@@ -293,3 +296,42 @@ def test_an_export_of_another_plan_version_is_carried_with_a_warning_event(world
     world.reconciler().reconcile(world.namespace, "api-production", world.now)
     events, _ = world.api.list(EVENTS, world.namespace)
     assert len([e for e in events if e["reason"] == "BaselinesFromOtherPlan"]) == 1
+
+
+def old_crd(crd: dict[str, Any]) -> dict[str, Any]:
+    """The StageRollout CRD as it was when status.baselines held bare numbers."""
+    old = copy.deepcopy(crd)
+    status = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status["properties"]["baselines"]["additionalProperties"] = {"type": "number"}
+    return old
+
+
+def test_a_rollout_whose_status_holds_bare_numbers_keeps_working(world: World) -> None:
+    leave_warm(world, Telemetry())
+    world.settle()
+    assert world.emulator is not None
+    current = next(c for c in crds() if c["spec"]["names"]["kind"] == "StageRollout")
+    rollout = world.rollout()
+    rollout["status"]["baselines"] = {"error_ratio": 0.004}
+    with pytest.raises(KubeError):  # today's schema no longer takes a bare number
+        world.api.replace_status(ROLLOUTS, world.namespace, world.name, rollout)
+    world.emulator.register_crd(old_crd(current))
+    world.api.replace_status(ROLLOUTS, world.namespace, world.name, rollout)
+    world.emulator.register_crd(current)
+
+    world.tick(advance=timedelta(minutes=6))
+    record = world.status()["baselines"]["error_ratio"]
+    assert (record["value"], record["source"]) == (0.004, "captured")
+    assert record["reason"] == MIGRATED_REASON
+    verdicts = {v["name"]: v for v in world.status()["lastVerdicts"]}
+    assert verdicts["errors-adaptive"]["threshold"] == pytest.approx(0.012)  # 0.004 × 3
+    assert verdicts["errors-adaptive"]["outcome"] == "pass"
+
+
+def test_a_rollout_carrying_from_itself_is_held(world: World) -> None:
+    second_rollout(world, "api-self", {"from": {"rollout": "api-self"}})
+    world.reconciler().reconcile(world.namespace, "api-self", world.now)
+    status = (world.api.get(ROLLOUTS, world.namespace, "api-self") or {}).get("status") or {}
+    valid = {c["type"]: c for c in status["conditions"]}["Valid"]
+    assert (valid["status"], valid["reason"]) == ("False", "BaselinesRefused")
+    assert valid["message"] == "spec.baselines: from: names rollout api-self itself"
