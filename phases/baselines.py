@@ -162,6 +162,9 @@ def settled_status(
     plan: Plan, status: StatusT, carried: Iterable[BaselineRecord] | None = None
 ) -> StatusT:
     """`status` with its baselines settled; the very same object when nothing changes."""
+    nothing_given = carried is None and not plan.baselines
+    if nothing_given and all(r.source != "pinned" for r in status.baselines.values()):
+        return status  # the common tick: nothing to settle
     settled = settle(plan, status.baselines, carried)
     if settled == status.baselines:
         return status
