@@ -49,7 +49,9 @@ EXPORT_LIMIT = 64
 """Most records an export document may hold (a plan has far fewer signals)."""
 MIGRATED_REASON = "recorded before baselines were records: window and query unknown"
 
-_RECORD_CONFIG = ConfigDict(
+_RECORD_CONFIG = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+"""Records in a status ignore fields they do not know: a status is never lost to one."""
+_EXPORT_CONFIG = ConfigDict(
     frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
 )
 
@@ -178,10 +180,16 @@ def baseline_values(plan: Plan, status: RolloutStatus) -> dict[str, float]:
     return values
 
 
+class ExportedRecord(BaselineRecord):
+    """A record in an export document: hostile input, so an unknown field is an error."""
+
+    model_config = _EXPORT_CONFIG
+
+
 class ExportedPlan(BaseModel):
     """Which plan the exporting rollout ran."""
 
-    model_config = _RECORD_CONFIG
+    model_config = _EXPORT_CONFIG
 
     name: str = Field(min_length=1, max_length=253)
     version: str = Field(min_length=1, max_length=63)
@@ -191,7 +199,7 @@ class ExportedPlan(BaseModel):
 class BaselineExport(BaseModel):
     """The document `stagectl baseline export` prints and `spec.baselines.document` carries."""
 
-    model_config = _RECORD_CONFIG
+    model_config = _EXPORT_CONFIG
 
     api_version: Literal["stage.example.com/v1"]
     kind: Literal["BaselineExport"]
@@ -199,7 +207,7 @@ class BaselineExport(BaseModel):
     namespace: str = Field(default="", max_length=63)
     plan: ExportedPlan
     exported_at: datetime
-    baselines: list[BaselineRecord] = Field(max_length=EXPORT_LIMIT)
+    baselines: list[ExportedRecord] = Field(max_length=EXPORT_LIMIT)
 
 
 def export_document(
@@ -213,7 +221,10 @@ def export_document(
         namespace=namespace,
         plan=ExportedPlan(name=plan.name, version=plan.version, hash=plan.content_hash),
         exported_at=now,
-        baselines=sorted(status.baselines.values(), key=lambda r: r.signal),
+        baselines=[
+            ExportedRecord.model_validate(record.model_dump())
+            for _, record in sorted(status.baselines.items())
+        ],
     )
 
 
@@ -283,9 +294,8 @@ def check_carried(
                 f"measures it by {short(plan.signals[record.signal].query)}"
             )
         seen.add(record.signal)
-        records.append(
-            record.model_copy(update={"source": "carried", "carried_from": rollout, "reason": ""})
-        )
+        carried = {**record.model_dump(), "source": "carried", "carried_from": rollout}
+        records.append(BaselineRecord.model_validate({**carried, "reason": ""}))
     warnings = []
     if plan_hash != plan.content_hash:
         under = f"plan {label} ({plan_hash[:12]})" if label else f"plan {plan_hash[:12]}"

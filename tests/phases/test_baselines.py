@@ -277,3 +277,14 @@ def test_a_record_refuses_a_window_backwards() -> None:
             window_from=NOW,
             window_to=NOW - timedelta(seconds=1),
         )
+
+
+def test_a_status_record_with_a_field_from_a_later_version_still_reads() -> None:
+    status = at_2_4(PLAN, {"error_ratio": {"signal": "error_ratio", "value": 0.003, "unit": "1"}})
+    assert status.baselines["error_ratio"].value == 0.003
+
+
+def test_carried_records_equal_themselves_read_back_from_a_status() -> None:
+    records, _ = check_export(PLAN, read_export(carried_export(PLAN), source="spec"))
+    status = at_2_4(PLAN, {r.signal: r.model_dump(mode="json", by_alias=True) for r in records})
+    assert list(status.baselines.values()) == records
