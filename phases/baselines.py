@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from phases.documents import parse_document
-from phases.numbers import FiniteNumber, short
+from phases.numbers import NUMBER_LIMIT, FiniteNumber, short
 
 if TYPE_CHECKING:
     from phases.plan import Plan
@@ -83,6 +83,11 @@ class BaselineRecord(BaseModel):
                 f"window ends ({value.isoformat()}) before it starts ({start.isoformat()})"
             )
         return value
+
+
+def usable(value: float | None) -> bool:
+    """Whether a measured average can be a baseline: a finite number a record holds."""
+    return value is not None and math.isfinite(value) and abs(value) <= NUMBER_LIMIT
 
 
 def migrate_records(value: object) -> object:

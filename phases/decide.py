@@ -28,7 +28,7 @@ from phases.actions import (
     StartJob,
 )
 from phases.approvals import ApprovalCount, count_approvals, raise_policy
-from phases.baselines import BaselineRecord, captured_record, settle, settled_status
+from phases.baselines import BaselineRecord, captured_record, settle, settled_status, usable
 from phases.durations import format_duration
 from phases.flags import WARN_FLAGS, hash_flags
 from phases.machine import PhaseMachines, machines_for
@@ -698,8 +698,11 @@ class _Tick:
             if not verdict.passed:
                 blockers.append(f"{gate.key}: {verdict.outcome}: {verdict.reason}")
         for signal in step.baseline_signals:
-            if self.seen.baselines.get(signal) is None:
+            measured = self.seen.baselines.get(signal)
+            if measured is None:
                 blockers.append(f"baseline of {signal}: not measured yet")
+            elif not usable(measured):
+                blockers.append(f"baseline of {signal}: measured {measured:g}, not a usable number")
         return blockers
 
     def _consider_promotion(self) -> None:
@@ -820,7 +823,7 @@ class _Tick:
                 now=self.now,
             )
             for signal in step.baseline_signals
-            if (value := self.seen.baselines.get(signal)) is not None
+            if usable(value := self.seen.baselines.get(signal)) and value is not None
         )
         self.actions.append(RecordBaseline(records))
         captured = {**self.status.baselines, **{r.signal: r for r in records}}

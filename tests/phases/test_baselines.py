@@ -31,7 +31,7 @@ from phases.needs import AlertReading, judge, needs_of
 from phases.observations import Observations, TargetState
 from phases.plan import Plan
 from phases.plan_checks import parse_plan
-from phases.status import RolloutStatus
+from phases.status import RolloutStatus, StepState
 from phases.steps import steps_of
 from phases.verdicts import Outcome, WindowSummary
 
@@ -288,3 +288,29 @@ def test_carried_records_equal_themselves_read_back_from_a_status() -> None:
     records, _ = check_export(PLAN, read_export(carried_export(PLAN), source="spec"))
     status = at_2_4(PLAN, {r.signal: r.model_dump(mode="json", by_alias=True) for r in records})
     assert list(status.baselines.values()) == records
+
+
+@pytest.mark.parametrize("measured", [1e300, float("inf"), float("nan")])
+def test_a_baseline_average_no_record_can_hold_blocks_leaving_2_1(measured: float) -> None:
+    entered = NOW - timedelta(hours=25)  # past 2.1's 24h soak
+    status = at_2_4(PLAN).model_copy(
+        update={
+            "step": "2.1",
+            "state": StepState.SOAKING,
+            "step_entered_at": entered,
+            "flags_applied_at": entered,
+            "in_effect_at": entered,
+            "deadline_from": entered,
+        }
+    )
+    flags = steps_of(PLAN).get("2.1").flags_hash
+    seen = Observations(
+        "uid",
+        TargetState(flags_hash=flags, rolled_out=True),
+        baselines={"error_ratio": measured, "p99_latency_seconds": 0.001},
+    )
+    decision = decide(PLAN, status, seen, NOW)
+    assert decision.status.baselines == {}
+    assert f"baseline of error_ratio: measured {measured:g}, not a usable number" in (
+        decision.blockers
+    )
