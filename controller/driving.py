@@ -17,6 +17,7 @@ from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
+from phases.baselines import BaselineRecord
 from phases.decide import Decision, decide, expected_flags
 from phases.needs import needs_of
 from phases.plan import Plan
@@ -57,6 +58,8 @@ class RunResult:
     final_time_seconds: float = 0.0
     flag_writes: int = 0
     restarts: int = 0
+    recorded: list[BaselineRecord] = field(default_factory=list)
+    """The baselines captured during the run, as the RecordBaseline actions gave them."""
 
     @property
     def final_percent(self) -> int:
@@ -119,7 +122,8 @@ def drive(
         )
         decision = decide(plan, status, seen, now)
         before, status = status, decision.status
-        actuate(decision.actions, now, target=target, jobs=world.jobs)
+        for recorded in actuate(decision.actions, now, target=target, jobs=world.jobs):
+            result.recorded.extend(recorded.records)
         for watcher in world.watchers:
             watcher.watch(status, now)
         offset = (now - start).total_seconds()

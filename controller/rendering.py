@@ -42,6 +42,21 @@ def elapsed(seconds: float) -> str:
     return f"+{days}d {hours:02d}:{minutes:02d}" if days else f"+{hours:02d}:{minutes:02d}"
 
 
+def baseline_line(record: Mapping[str, Any]) -> str:
+    """One baseline record (as JSON) in a line: value, source, where, over which window."""
+    head = f"baseline {record['signal']} = {record['value']:g}"
+    source = record.get("source", "captured")
+    if source == "pinned":
+        return f"{head}  pinned in the plan: {record.get('reason', '')}"
+    where = f" in {record['environment']}" if record.get("environment") else ""
+    step = f" step {record['step']}" if record.get("step") else ""
+    start, end = record.get("windowFrom"), record.get("windowTo")
+    window = f", averaged over {start} → {end}" if start and end else ""
+    carried = f" from rollout {record['carriedFrom']}" if record.get("carriedFrom") else ""
+    note = f" ({record['reason']})" if record.get("reason") else ""
+    return f"{head}  {source}{carried}{where}{step}{window}{note}"
+
+
 def describe_gate(gate: GateSpec) -> str:
     if isinstance(gate, SignalGate):
         return f"{gate.key}: {gate.signal} {gate.comparator} {threshold_text(gate)} for {format_duration(gate.window)}"
@@ -71,6 +86,9 @@ def threshold_text(condition: SignalGate | SignalTrigger) -> str:
 def plan_table(plan: Plan) -> str:
     """One block per step: flags, durations, approval, gates and triggers."""
     out = [f"plan {plan.name} v{plan.version}  hash {plan.short_hash}"]
+    for signal, given in sorted(plan.baselines.items()):
+        kind = "carried from another rollout" if given.carried else f"pinned at {given.value:g}"
+        out.append(f"baseline {signal}: {kind} ({given.reason})")
     for step in steps_of(plan).steps:
         flags = ", ".join(f"{k}={v}" for k, v in step.flags.items())
         limit = format_duration(step.max_duration) if step.max_duration else "none"

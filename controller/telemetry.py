@@ -1,7 +1,7 @@
 """The operator's own metrics, health endpoints and JSON logs.
 
-`/metrics` exposes step and percent per rollout, verdicts, transitions and
-rollbacks, reconcile durations, Prometheus and API errors and leadership;
+`/metrics` exposes step and percent per rollout, its baselines, verdicts,
+transitions and rollbacks, reconcile durations, Prometheus and API errors and leadership;
 `/healthz` answers while the tick loop is alive, `/readyz` while the operator is
 ready to lead (its rule, given as `readiness`; by default once rollouts were
 listed). Logs are one JSON object per line with the rollout, step and reason
@@ -106,6 +106,14 @@ class Telemetry(Hooks):
             "1 while this replica holds the leader Lease",
             registry=self.registry,
         )
+        self.baseline = Gauge(
+            "stage_rollout_baseline",
+            "The baseline a rollout's adaptive thresholds use, by signal and the environment "
+            "it was measured in (empty for a pinned one); production alert rules read it",
+            [*labels, "signal", "environment"],
+            registry=self.registry,
+        )
+        self._baselines: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._may_write = may_write
         self._readiness = readiness
         self._steps: dict[tuple[str, str], tuple[str, str]] = {}
@@ -135,6 +143,7 @@ class Telemetry(Hooks):
         self.step.labels(namespace, name, *current).set(1)
         self.percent.labels(namespace, name).set(status.enforcement_percent)
         self.stalled.labels(namespace, name).set(1 if status.state is StepState.STALLED else 0)
+        self._export_baselines(namespace, name, status)
         for record in status.last_verdicts:
             self.verdicts.labels(namespace, name, record.role, record.name, record.outcome).inc()
             if record.outcome == "unknown" and (
@@ -145,6 +154,15 @@ class Telemetry(Hooks):
             self.transitions.labels(namespace, name, transition.trigger).inc()
             if transition.trigger == "rollback":
                 self.rollbacks.labels(namespace, name).inc()
+
+    def _export_baselines(self, namespace: str, name: str, status: StageRolloutStatus) -> None:
+        """One series per baseline the status holds; a baseline gone takes its series along."""
+        current = {(r.signal, r.environment): r.value for r in status.baselines.values()}
+        for gone in self._baselines.get((namespace, name), set()) - current.keys():
+            self.baseline.remove(namespace, name, *gone)
+        for (signal, environment), value in current.items():
+            self.baseline.labels(namespace, name, signal, environment).set(value)
+        self._baselines[(namespace, name)] = set(current)
 
     def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
         self.errors.labels(kind).inc()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from phases.baselines import BaselineRecord
+
 
 @dataclass(frozen=True, slots=True)
 class SetFlags:
@@ -40,9 +42,13 @@ class StartJob:
 
 @dataclass(frozen=True, slots=True)
 class RecordBaseline:
-    """Export the baselines captured when a step was left."""
+    """Tell the world about the baselines captured when a step was left (one record each)."""
 
-    values: Mapping[str, float]
+    records: tuple[BaselineRecord, ...]
+
+    @property
+    def values(self) -> Mapping[str, float]:
+        return {record.signal: record.value for record in self.records}
 
 
 Action = SetFlags | RestartWorkloads | StartJob | RecordBaseline

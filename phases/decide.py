@@ -28,6 +28,7 @@ from phases.actions import (
     StartJob,
 )
 from phases.approvals import ApprovalCount, count_approvals, raise_policy
+from phases.baselines import BaselineRecord, captured_record, settle, settled_status, usable
 from phases.durations import format_duration
 from phases.flags import hash_flags
 from phases.machine import PhaseMachines, machines_for
@@ -137,7 +138,7 @@ class _Tick:
     ) -> None:
         self.plan = plan
         self.machines: PhaseMachines = machines_for(plan)
-        self.status = status
+        self.status = settled_status(plan, status, observations.carried_baselines)
         self.seen = observations
         self.now = now
         self.actions: list[Action] = []
@@ -719,8 +720,11 @@ class _Tick:
             if not verdict.passed:
                 blockers.append(f"{gate.key}: {verdict.outcome}: {verdict.reason}")
         for signal in step.baseline_signals:
-            if self.seen.baselines.get(signal) is None:
+            measured = self.seen.baselines.get(signal)
+            if measured is None:
                 blockers.append(f"baseline of {signal}: not measured yet")
+            elif not usable(measured):
+                blockers.append(f"baseline of {signal}: measured {measured:g}, not a usable number")
         return blockers
 
     def _consider_promotion(self) -> None:
@@ -812,13 +816,7 @@ class _Tick:
             changes["approved_percent"] = max(self.status.approved_percent, following.percent)
             changes["approved_flags"] = self._signed_part(following.flags)
         if step.baseline_signals:
-            captured = {
-                s: float(v)
-                for s in step.baseline_signals
-                if (v := self.seen.baselines.get(s)) is not None
-            }
-            changes["baselines"] = {**self.status.baselines, **captured}
-            self.actions.append(RecordBaseline(captured))
+            changes["baselines"] = self._capture_baselines(step)
         reason = "all gates passed" + (f"; approved by {by}" if by else "")
         if following is None:
             self._move(
@@ -840,6 +838,26 @@ class _Tick:
         dest = self.machines.step_after(step.id, "promote")
         changes.update(self._enter_step(), hold_for_approval=False)
         self._move("promote", reason, to_step=dest, by=by, approvals=used, **changes)
+
+    def _capture_baselines(self, step: Step) -> dict[str, BaselineRecord]:
+        """Records of the step's averages over its time in effect; pins keep precedence."""
+        since = self.status.in_effect_at or self.status.step_entered_at
+        records = tuple(
+            captured_record(
+                self.plan,
+                signal,
+                float(value),
+                environment=step.environment,
+                step=step.id,
+                since=since,
+                now=self.now,
+            )
+            for signal in step.baseline_signals
+            if usable(value := self.seen.baselines.get(signal)) and value is not None
+        )
+        self.actions.append(RecordBaseline(records))
+        captured = {**self.status.baselines, **{r.signal: r for r in records}}
+        return settle(self.plan, captured)
 
     # the percentage rule ----------------------------------------------------------
 

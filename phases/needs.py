@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 
+from phases.baselines import baseline_values
 from phases.plan import AlertsGate, AlertTrigger, Plan, SignalGate, SignalTrigger
 from phases.status import IN_EFFECT_STATES, TERMINAL_STATES, RolloutStatus, StepState
 from phases.steps import Step, steps_of
@@ -248,7 +249,8 @@ def judge(
     gap = plan.evaluation.gap_tolerance
     gates: dict[str, Verdict] = {}
     triggers: dict[str, Verdict] = {}
-    baselines = tuple(sorted(status.baselines.items())) if status.baselines else ()
+    values = baseline_values(plan, status) if status.baselines or plan.baselines else {}
+    baselines = tuple(sorted(values.items()))
     for check in needs.windows:
         summary = summaries.get((check.query, check.window))
         if summary is None:

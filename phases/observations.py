@@ -14,6 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal
 
+from phases.baselines import BaselineRecord
 from phases.verdicts import Verdict
 
 CommandKind = Literal["pause", "resume", "abort", "rollback", "retry"]
@@ -97,3 +98,5 @@ class Observations:
     jobs: Mapping[str, JobObservation] = field(default_factory=dict)
     requester: str = ""
     """Who created the rollout, as the API server recorded it; "" when unknown."""
+    carried_baselines: tuple[BaselineRecord, ...] | None = None
+    """Baselines the spec carries from another rollout, checked; None: not read this tick."""

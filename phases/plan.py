@@ -25,6 +25,7 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from phases.durations import Duration
@@ -417,6 +418,25 @@ class Evaluation(StrictModel):
         return value
 
 
+class PlannedBaseline(StrictModel):
+    """A baseline the plan gives instead of capturing it: a pinned value, or one carried.
+
+    `value` pins the baseline (a person's number; it wins over any capture);
+    `carried: true` says the rollout's spec brings it from another rollout
+    (`spec.baselines`), so adaptive thresholds may use it with no capturing phase.
+    """
+
+    value: FiniteNumber | None = None
+    carried: bool = False
+    reason: str = Field(min_length=1, max_length=1024, description="why, for whoever reads it")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PlannedBaseline:
+        if self.carried == (self.value is not None):
+            raise ValueError("give either value (pinned) or carried: true, not both or neither")
+        return self
+
+
 class Plan(StrictModel):
     """A whole rollout plan. Its content hash binds approvals to this exact version."""
 
@@ -455,6 +475,12 @@ class Plan(StrictModel):
             return self.observed_mode.flag
         return MODE_FLAG if MODE_FLAG in self.flag_set.names else None
 
+    baselines: dict[str, PlannedBaseline] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="per signal, a baseline pinned by a person or carried from another rollout",
+    )
+
     @field_validator("environments")
     @classmethod
     def _environment_names(cls, value: list[str]) -> list[str]:
@@ -477,6 +503,8 @@ class Plan(StrictModel):
             del data["flags"]
         if self.observed_mode is not None and self.observed_mode.flag == MODE_FLAG:
             del data["observed_mode"]["flag"]
+        if not data["baselines"]:
+            del data["baselines"]  # a plan without pins keeps the hash it had before they existed
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -254,7 +254,10 @@ def _check_signed_changes(
 
 
 def _check_references(plan: Plan) -> Iterator[Problem]:
-    captured: set[str] = set()
+    captured: set[str] = set(plan.baselines)
+    for signal in plan.baselines:
+        if signal not in plan.signals:
+            yield _unknown_signal(("baselines", signal), signal, plan)
     all_jobs: set[str] = set()
     if plan.observed_mode and plan.observed_mode.signal not in plan.signals:
         yield _unknown_signal(("observed_mode", "signal"), plan.observed_mode.signal, plan)
@@ -348,7 +351,8 @@ def _check_signal_use(
             yield Problem(
                 (*path, "threshold", "baseline"),
                 f"adaptive threshold uses the baseline of {threshold.baseline!r}, which no earlier "
-                "phase captures (add it to an earlier phase's baseline.signals)",
+                "phase captures (add it to an earlier phase's baseline.signals, or pin or carry "
+                "it in the plan's baselines)",
             )
 
 

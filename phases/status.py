@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+from phases.baselines import BaselineRecord, migrate_records
 
 _ZERO = timedelta(0)
 HISTORY_LIMIT = 100
@@ -109,13 +111,18 @@ class RolloutStatus(BaseModel):
         default=None,
         description="every command issued up to this time is handled (older ids forgotten)",
     )
-    baselines: dict[str, float] = Field(default_factory=dict)
+    baselines: dict[str, BaselineRecord] = Field(
+        default_factory=dict,
+        description="per signal, the baseline adaptive thresholds use (captured, pinned, carried)",
+    )
     jobs: dict[str, JobRecord] = Field(default_factory=dict)
     warnings_reported: list[str] = Field(
         default_factory=list, description="warnings already sent as events in this step"
     )
     history: list[TransitionRecord] = Field(default_factory=list)
     rollbacks: int = 0
+
+    _migrate_baselines = field_validator("baselines", mode="before")(migrate_records)
 
     def soak_elapsed(self, now: datetime) -> timedelta:
         """Time the step's flags have been in effect, pauses excluded."""

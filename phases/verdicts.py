@@ -108,6 +108,13 @@ def resolve_threshold(threshold: Threshold, baselines: Mapping[str, float]) -> t
     )
 
 
+def _missing_baseline(threshold: Threshold, baselines: Mapping[str, float]) -> bool:
+    if not isinstance(threshold, AdaptiveThreshold):
+        return False
+    baseline = baselines.get(threshold.baseline)
+    return baseline is None or not math.isfinite(baseline)
+
+
 def holds(value: float, comparator: Comparator, threshold: float) -> bool:
     """Whether `value comparator threshold` is true."""
     if comparator == "<":
@@ -162,9 +169,20 @@ def judge_gate(
     baselines: Mapping[str, float],
     gap_tolerance: timedelta,
 ) -> Verdict:
-    """A gate passes only when every sample of its window satisfies it and none is missing."""
+    """A gate passes only when every sample of its window satisfies it and none is missing.
+
+    An adaptive gate without its baseline is `unknown`: the minimum alone would let a
+    rollout promote on a threshold nobody measured. (A trigger uses the minimum: it
+    must still roll back on degradation.)
+    """
     threshold, threshold_text = resolve_threshold(gate.threshold, baselines)
     problem = _data_problem(summary, gap_tolerance)
+    if problem is None and _missing_baseline(gate.threshold, baselines):
+        assert isinstance(gate.threshold, AdaptiveThreshold)
+        problem = (
+            f"no baseline of {gate.threshold.baseline} (captured, pinned or carried): "
+            "an adaptive gate needs one"
+        )
     if problem is not None:
         return _from_summary(gate.key, Outcome.UNKNOWN, problem, summary, threshold)
     worst = summary.maximum if gate.comparator in ("<", "<=") else summary.minimum

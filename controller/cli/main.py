@@ -27,7 +27,7 @@ from controller.catalog import (
     load_scenario,
     read_plan,
 )
-from controller.cli import rollout_commands
+from controller.cli import baseline_commands, rollout_commands
 from controller.cli.arguments import (
     checked_moment,
     duration_option,
@@ -83,6 +83,7 @@ def _root(
 plan_app = typer.Typer(help="Show, validate and draw rollout plans.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
 rollout_commands.register(app)
+baseline_commands.register(app)
 crd_app = typer.Typer(help="The operator's CustomResourceDefinitions.", no_args_is_help=True)
 app.add_typer(crd_app, name="crd")
 

@@ -94,6 +94,7 @@ def _status_table(
 ) -> str:
     from controller.rendering import (
         age,
+        baseline_line,
         blocker_lines,
         gate_lines,
         paint,
@@ -142,6 +143,7 @@ def _status_table(
                 enabled=colours,
             )
         )
+    out += [f"  {baseline_line(record)}" for record in view.get("baselines", [])]
     for transition in view.get("transitions", []):
         out.append(
             f"  {age(transition['at'], now):>9}  {transition['fromStep']} ({transition['fromState']}) → "
@@ -151,7 +153,7 @@ def _status_table(
 
 
 def _history_lines(doc: dict[str, Any], now: datetime) -> str:
-    from controller.rendering import age
+    from controller.rendering import age, baseline_line
 
     dated: list[tuple[str, str]] = [
         (t["at"], f"{t['fromStep']} → {t['toStep']}  {t['trigger']}: {t['reason']}")
@@ -166,6 +168,7 @@ def _history_lines(doc: dict[str, Any], now: datetime) -> str:
         for c in doc["commands"]
     ]
     dated += [(r["at"], f"rejected: {r['message']}") for r in doc.get("commandsRejected", [])]
+    dated += [(b.get("capturedAt") or "", baseline_line(b)) for b in doc.get("baselines", [])]
     dated.sort(key=lambda item: _parse_time(item[0]))
     return "\n".join(f"{age(at, now):>9}  {line}" for at, line in dated) or "nothing recorded yet"
 

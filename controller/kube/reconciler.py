@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
+from controller.kube.baseline_sources import carried_baselines
 from controller.kube.conditions import (
     failure_condition,
     lifecycle_conditions,
@@ -58,7 +59,15 @@ from controller.kube.tenancy import (
 )
 from controller.observing import actuate, observe
 from controller.ports import MetricsSource
-from phases.actions import Action, EventKind, RestartWorkloads, SetFlags, StartJob
+from phases.actions import (
+    Action,
+    EventKind,
+    RecordBaseline,
+    RestartWorkloads,
+    SetFlags,
+    StartJob,
+)
+from phases.baselines import settled_status
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
 from phases.needs import Needs, needs_of
@@ -216,6 +225,15 @@ class Reconciler:
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
         status = self._status(rollout, plan, now)
+        try:
+            carried, carry_warnings = carried_baselines(
+                spec.baselines, plan, tenant.api, namespace, status, rollout=name
+            )
+        except Refused as refusal:
+            return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
+        except KubeError as error:
+            return self._refuse_as(tenant, error, rollout, now, outcome)
+        read_status, status = status, settled_status(plan, status, carried)
         writes: list[str] = []
         target = KubeTarget(
             tenant.api,
@@ -261,7 +279,9 @@ class Reconciler:
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
         seen = dataclasses.replace(
-            seen, requester=(spec.requested_by or "") if trust.trusted else ""
+            seen,
+            requester=(spec.requested_by or "") if trust.trusted else "",
+            carried_baselines=carried,
         )
         outcome.stage = "deciding"
         decision = decide(plan, status, seen, now)
@@ -294,9 +314,10 @@ class Reconciler:
         outcome.decision = decision
         outcome.stage = "acting"
         try:
-            actuate(decision.actions, now, target=target, jobs=jobs)
+            recorded = actuate(decision.actions, now, target=target, jobs=jobs)
         except KubeError as error:
             return self._refuse_as(tenant, error, written or rollout, now, outcome)
+        self._tell_baselines(rollout, recorded, carry_warnings, read_status, new_status, now)
         outcome.writes = writes
         for event in decision.events:
             reason = event.kind.value.title().replace("_", "")
@@ -305,6 +326,25 @@ class Reconciler:
             self._event(rollout, trust.reason, trust.message, True, now)
         self._hooks.decided(namespace, name, decision, new_status)
         return True
+
+    def _tell_baselines(
+        self,
+        rollout: Mapping[str, Any],
+        recorded: Sequence[RecordBaseline],
+        warnings: Sequence[str],
+        before: RolloutStatus,
+        after: RolloutStatus,
+        now: datetime,
+    ) -> None:
+        """An Event per capture, and the carry warnings when the carried baselines change
+        (the metric follows the status: `Hooks.decided`)."""
+        for action in recorded:
+            text = ", ".join(f"{r.signal}={r.value:g} in {r.environment}" for r in action.records)
+            self._event(rollout, "BaselineRecorded", f"baselines captured: {text}", False, now)
+        carried_before = {s: r for s, r in before.baselines.items() if r.source == "carried"}
+        carried_after = {s: r for s, r in after.baselines.items() if r.source == "carried"}
+        if warnings and carried_after and carried_after != carried_before:
+            self._event(rollout, "BaselinesFromOtherPlan", "; ".join(warnings), True, now)
 
     def _runtime_conditions(
         self, status: StageRolloutStatus, trust: Trust, now: datetime, generation: int

@@ -209,7 +209,30 @@ def describe(rollout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
             for c in status.commands_rejected
             if c.at >= status.step_entered_at
         ],
+        "baselines": _baselines(status),
     }
+
+
+def _baselines(status: StageRolloutStatus) -> list[dict[str, Any]]:
+    return [
+        record.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for _, record in sorted(status.baselines.items())
+    ]
+
+
+def baseline_export(api: KubeApi, namespace: str, name: str, now: datetime) -> dict[str, Any]:
+    """The document `stagectl baseline export` prints: the rollout's baselines and plan."""
+    from phases.baselines import export_document
+
+    rollout = rollout_of(api, namespace, name)
+    status = _status(rollout)
+    if not status.baselines:
+        raise RecordError(
+            f"rollout {name} holds no baselines yet (none captured, pinned or carried)"
+        )
+    plan = plan_of(api, rollout)
+    document = export_document(plan, status, rollout=name, namespace=namespace, now=now)
+    return document.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def history(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
@@ -225,6 +248,7 @@ def history(api: KubeApi, namespace: str, name: str) -> dict[str, Any]:
 
     return {
         "name": name,
+        "baselines": _baselines(_status(rollout)) if status.get("step") else [],
         "transitions": status.get("history", []),
         "commandsRejected": status.get("commandsRejected", []),
         "approvals": [

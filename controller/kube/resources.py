@@ -142,6 +142,35 @@ class PrometheusSpec(BaseModel):
         return self
 
 
+class CarriedFrom(BaseModel):
+    """Another StageRollout of the same namespace whose status holds the baselines."""
+
+    model_config = _CAMEL
+
+    rollout: str = Field(min_length=1, max_length=253, pattern=DNS_NAME)
+
+
+class BaselinesSpec(BaseModel):
+    """Baselines carried from another rollout: read from it, or given as its exported document."""
+
+    model_config = _CAMEL
+
+    from_: CarriedFrom | None = Field(
+        default=None,
+        alias="from",
+        description="a rollout of this namespace, read as this rollout's service account",
+    )
+    document: dict[str, Any] | None = Field(
+        default=None, description="the document `stagectl baseline export` printed"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BaselinesSpec:
+        if (self.from_ is None) == (self.document is None):
+            raise ValueError("give either from (a rollout) or document (an export), not both")
+        return self
+
+
 class StageRolloutSpec(BaseModel):
     """What a rollout should do: plan, target, service account, Prometheus, tick interval, job templates."""
 
@@ -166,6 +195,9 @@ class StageRolloutSpec(BaseModel):
     requested_by: str | None = Field(
         default=None,
         description="who created the rollout; the admission policy binds it to the requesting user",
+    )
+    baselines: BaselinesSpec | None = Field(
+        default=None, description="baselines carried from another rollout (staging to production)"
     )
 
 

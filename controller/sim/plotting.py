@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phases.baselines import baseline_values
 from phases.plan import AdaptiveThreshold, SignalGate, SignalTrigger
 from phases.steps import steps_of
 
@@ -255,7 +256,7 @@ def _thresholds(
     A degradation-window trigger applies only in its window after the step is entered.
     """
     table = steps_of(result.plan)
-    baselines = result.final.baselines
+    baselines = baseline_values(result.plan, result.final)
     for span in steps:
         step = table.by_id.get(span.label)
         if step is None:

@@ -497,7 +497,8 @@ def test_scenario_ends_as_the_runbook_says(name: str) -> None:
     if expect.max_rollbacks is not None:
         assert len(outcome.rollbacks) <= expect.max_rollbacks, _moves(outcome)
     for signal, (low, high) in expect.baselines.items():
-        assert low <= final.baselines.get(signal, float("nan")) <= high, final.baselines
+        record = final.baselines.get(signal)
+        assert record is not None and low <= record.value <= high, final.baselines
 
 
 @pytest.mark.parametrize("name", cases("timing"))

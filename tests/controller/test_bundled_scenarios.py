@@ -56,7 +56,8 @@ def test_happy_path_walks_every_step_in_order_and_completes() -> None:
         ("migrate-stages", 1),
         ("verify-migration", 1),
     ]
-    assert result.final.baselines == {
+    values = {signal: record.value for signal, record in result.final.baselines.items()}
+    assert values == {
         "error_ratio": pytest.approx(0.0004),
         "p99_latency_seconds": pytest.approx(0.0006),
     }

@@ -49,7 +49,9 @@ def test_the_cache_migration_simulates_to_completion() -> None:
     # The cutover changed CACHE_BACKEND, which the plan marks approval_to_change.
     assert result.final.approved_flags == {"CACHE_BACKEND": "redis-cluster"}
     # The baseline of the dual-write day fed the adaptive latency gate.
-    assert result.final.baselines == {"read_p99_seconds": pytest.approx(0.0012)}
+    assert {name: record.value for name, record in result.final.baselines.items()} == {
+        "read_p99_seconds": pytest.approx(0.0012)
+    }
     # dual-write→reads@5 also changes the client options: six flag sets, six restarts.
     assert result.restarts == 6
 

@@ -32,11 +32,16 @@ ALERTS = {
     "StageValidatorLatencyRegression",
     "EnforceGateUnknownRateHigh",
     "RedisModeFetchFailing",
+    "StageValidationHighErrorRateVsStaging",
+    "StageValidatorLatencyRegressionVsStaging",
 }
 ADAPTIVE_ALERTS = {
     "StageValidationHighErrorRate": "job:stage_validation_error_ratio:baseline24h",
     "StageValidatorLatencyRegression": "job:stage_normalization_p99_seconds:baseline24h",
+    "StageValidationHighErrorRateVsStaging": "stage_rollout_baseline",
+    "StageValidatorLatencyRegressionVsStaging": "stage_rollout_baseline",
 }
+EXPORTED_FORM = "stage-validation-exported-baseline-alerts.rules.yml"
 
 
 def promtool(binaries: PrometheusBinaries, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -70,7 +75,7 @@ def test_baselines_average_the_signals_over_24h() -> None:
 def test_promtool_accepts_the_rule_files(prometheus_binary: PrometheusBinaries) -> None:
     result = promtool(prometheus_binary, "check", "rules", *RULE_FILES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("SUCCESS") == len(RULE_FILES) == 3
+    assert result.stdout.count("SUCCESS") == len(RULE_FILES) == 4
 
 
 BROKEN_RULES = {
@@ -145,6 +150,44 @@ def test_the_rule_unit_tests_fail_when_an_alert_changes(
     shutil.copy(RULES_DIR / "stage-validation-alerts.rules.yml", alerts)
     result = promtool(prometheus_binary, "test", "rules", short)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize(
+    ("wrong", "right"),
+    [
+        # Reading the production baseline instead of the staging one.
+        ('environment="staging"', 'environment="production"'),
+        # Ignoring the exported baseline: the minimum alone.
+        ("2 * max(", "0 * max("),
+        # Forgetting the operator's restarts: the baseline drops with its last scrape.
+        ("[1h]", "[1m]"),
+    ],
+)
+def test_the_exported_baseline_unit_tests_fail_when_the_alert_misreads_it(
+    prometheus_binary: PrometheusBinaries, tmp_path: Path, wrong: str, right: str
+) -> None:
+    copy = tmp_path / "prometheus"
+    shutil.copytree(RULES_DIR, copy)
+    rules = copy / EXPORTED_FORM
+    text = rules.read_text()
+    assert wrong in text
+    rules.write_text(text.replace(wrong, right))
+    tests = copy / "tests" / "exported-baselines.test.yml"
+    assert promtool(prometheus_binary, "check", "rules", rules).returncode == 0
+    assert promtool(prometheus_binary, "test", "rules", tests).returncode != 0
+
+
+def test_the_exported_form_reads_the_operators_metric_for_each_adaptive_signal() -> None:
+    from controller.catalog import load_plan
+
+    captured = [phase.baseline for phase in load_plan().phases if phase.baseline]
+    plan_signals = {signal for capture in captured for signal in capture.signals}
+    assert plan_signals == {"error_ratio", "p99_latency_seconds"}
+    exprs = [rule["expr"] for rule in rules_of(RULES_DIR / EXPORTED_FORM)]
+    for signal in plan_signals:
+        selector = f'stage_rollout_baseline{{signal="{signal}", environment="staging"}}'
+        assert sum(selector in expr for expr in exprs) == 1, signal
 
 
 def unit_test_groups() -> list[dict[str, Any]]:

@@ -173,8 +173,15 @@ def test_healthy_history_replays_the_bundled_plan_to_completion(healthy_replay: 
     assert source.mode_reads == 0
 
     # The baselines captured at 2.1 are the history's: error ratio 0.04 %, p99 ~0.25 ms.
-    assert result.final.baselines["error_ratio"] == pytest.approx(0.0004, rel=1e-3)
-    assert result.final.baselines["p99_latency_seconds"] == pytest.approx(0.000248, rel=0.01)
+    baselines = result.final.baselines
+    assert baselines["error_ratio"].value == pytest.approx(0.0004, rel=1e-3)
+    assert baselines["p99_latency_seconds"].value == pytest.approx(0.000248, rel=0.01)
+    # Each is a record of where and from which query over which window it was averaged.
+    for signal, record in baselines.items():
+        assert (record.environment, record.step) == ("staging", "2.1")
+        assert record.query == result.plan.signals[signal].query
+        assert record.window_from is not None and record.window_to is not None
+        assert record.window_to - record.window_from >= timedelta(hours=24)
 
 
 def test_the_history_reads_back_as_designed_over_48h(
