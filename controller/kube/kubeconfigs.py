@@ -95,10 +95,14 @@ def parse_kubeconfig(raw_value: Any, where: str) -> RemoteCluster:
 
 def _decoded(raw_value: Any, where: str) -> str:
     value = str(raw_value)
+    too_big = Refused(REASON, f"{where}: larger than {MAX_KUBECONFIG_BYTES // 1024} KiB")
     if len(value) > (MAX_KUBECONFIG_BYTES * 4) // 3 + 4:
-        raise Refused(REASON, f"{where}: larger than {MAX_KUBECONFIG_BYTES // 1024} KiB")
+        raise too_big
     try:
-        return base64.b64decode(value, validate=True).decode("utf-8")
+        raw = base64.b64decode(value, validate=True)
+        if len(raw) > MAX_KUBECONFIG_BYTES:
+            raise too_big
+        return raw.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise Refused(REASON, f"{where}: not base64 UTF-8 text") from None
 
