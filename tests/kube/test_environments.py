@@ -11,6 +11,7 @@ its own environment's Prometheus (two real servers with different histories).
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -478,3 +479,49 @@ def test_an_old_shape_rollout_sends_every_environment_to_its_one_target(
     assert world.status()["step"] == "e@50"
     assert world.flags() == E50
     assert set(seen) == {"flags"}
+
+
+def cli_kubeconfig(world: World, tmp_path: Path) -> Path:
+    assert world.emulator is not None
+    world.emulator.add_token("alice-token", "alice@example.com", groups=("sre",))
+    path = tmp_path / "kubeconfig"
+    document = kubeconfig(world.emulator.url, {"token": "alice-token"})
+    document["contexts"][0]["context"]["namespace"] = "shop"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_status_and_history_show_where_each_step_ran(
+    kube_emulator: Callable[..., KubeEmulator], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from controller.cli.main import app
+
+    world = env_world(kube_emulator(rollout_delay=0.05))
+    with_environments(
+        world,
+        {"staging": staging_namespace(world), "production": {"target": {"configMap": "flags"}}},
+    )
+    reconciler = world.reconciler()
+    settle(world, reconciler, world.api, STAGING)
+    world.tick(reconciler, advance=timedelta(minutes=11))
+    world.approve("warm")
+    world.tick(reconciler)
+    config = cli_kubeconfig(world, tmp_path)
+
+    def stagectl(*args: str) -> str:
+        result = CliRunner().invoke(app, [*args, "--kubeconfig", str(config), "-n", "shop"])
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    shown = stagectl("status", "api-rollout")
+    row = next(line for line in shown.splitlines() if line.startswith("api-rollout"))
+    assert "e@50 [production]" in row
+    assert "warm (awaiting_approval) → e@50 (applying) [production]  promote" in shown
+    lines = stagectl("history", "api-rollout").splitlines()
+    assert any("warm → e@50 [production]  promote" in line for line in lines)
+    assert any("→ warm [staging]" in line for line in lines)
+    assert json.loads(stagectl("status", "api-rollout", "-o", "json"))["environment"] == (
+        "production"
+    )
