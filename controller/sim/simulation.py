@@ -63,6 +63,10 @@ def simulate(
         people=people,
         jobs=jobs,
         watchers=(people,),
+        metrics_by_environment={
+            name: ScriptedMetrics(scenario.world_of(name), plan.evaluation.resolution)
+            for name in scenario.environments
+        },
     )
     run = drive(
         plan,
