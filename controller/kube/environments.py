@@ -20,11 +20,12 @@ step the decision left the rollout in.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from controller.kube.api import SECRETS, Kind, KubeApi
+from controller.kube.api import SECRETS, Kind, KubeApi, KubeError
 from controller.kube.kubeconfigs import RemoteClients, parse_kubeconfig
 from controller.kube.resources import EnvironmentSpec, PrometheusSpec, StageRolloutSpec
 from controller.kube.target import KubeTarget
@@ -50,6 +51,8 @@ class Place:
     api: KubeApi
     user: str
     """Who acts there, for messages: the impersonated account or the kubeconfig's Secret."""
+    remote: bool = False
+    """In another cluster: its API errors are this rollout's to see, not the operator's."""
 
 
 class Environments:
@@ -97,7 +100,8 @@ class Environments:
             )
         prometheus = prometheus_of(spec, name)
         target = given.target
-        if given.kubeconfig_secret is not None:
+        remote = given.kubeconfig_secret is not None
+        if remote:
             api, user = self._remote_api(given, tenant, where)
         else:
             acting = (
@@ -107,7 +111,14 @@ class Environments:
             )
             api, user = acting.api, acting.user
         return Place(
-            name, namespace, target.config_map, tuple(target.deployments), prometheus, api, user
+            name,
+            namespace,
+            target.config_map,
+            tuple(target.deployments),
+            prometheus,
+            api,
+            user,
+            remote,
         )
 
     def _remote_api(
@@ -182,19 +193,40 @@ class EnvironmentTargets:
         self.writing = environments_holding(self._plan, status)
 
     def observe(self, at: datetime) -> TargetState:
-        return self._targets[self.observed].observe(at)
+        with self._answering(self.observed):
+            return self._targets[self.observed].observe(at)
 
     def apply(self, action: SetFlags | RestartWorkloads, at: datetime) -> None:
         for name in self._distinct(self.writing):
-            self._targets[name].apply(action, at)
+            with self._answering(name):
+                self._targets[name].apply(action, at)
 
     def writes_for(self, action: SetFlags | RestartWorkloads) -> list[tuple[Place, str, Kind, str]]:
         """(place, verb, kind, name) of each write `apply` would make."""
-        return [
-            (self.places[name], verb, kind, object_name)
-            for name in self._distinct(self.writing)
-            for verb, kind, object_name in self._targets[name].writes_for(action)
-        ]
+        found: list[tuple[Place, str, Kind, str]] = []
+        for name in self._distinct(self.writing):
+            with self._answering(name):
+                writes = self._targets[name].writes_for(action)
+            found += [(self.places[name], verb, kind, obj) for verb, kind, obj in writes]
+        return found
+
+    def may(self, place: Place, verb: str, kind: Kind, name: str) -> bool:
+        """Whether the place's actor may make this write, asked of its API server."""
+        with self._answering(place.environment):
+            return place.api.may(verb, kind, place.namespace, name or None)
+
+    @contextmanager
+    def _answering(self, environment: str) -> Iterator[None]:
+        """Another cluster's API errors (refused token, 403, unreachable) as this rollout's
+        condition naming the environment; this cluster's go on as they always did."""
+        place = self.places[environment]
+        try:
+            yield
+        except KubeError as error:
+            if not place.remote:
+                raise
+            reason = {401: "Unauthorized", 403: "Forbidden"}.get(error.status, "ClusterError")
+            raise Refused(reason, f"environment {environment}, as {place.user}: {error}") from None
 
     def _distinct(self, names: tuple[str, ...]) -> list[str]:
         """Environments sharing one ConfigMap (an old-shape rollout) are written once."""

@@ -266,13 +266,18 @@ class Reconciler:
             )
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
+        except Refused as refusal:
+            return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
         seen = dataclasses.replace(
             seen, requester=(spec.requested_by or "") if trust.trusted else ""
         )
         outcome.stage = "deciding"
         decision = decide(plan, status, seen, now)
         target.aim(decision.status)
-        lacking = self._missing_right(decision.actions, target, tenant)
+        try:
+            lacking = self._missing_right(decision.actions, target, tenant)
+        except Refused as refusal:
+            lacking = refusal
         if lacking is not None:
             return self._hold(rollout, lacking.reason, lacking.message, now, outcome)
         new_status = self._runtime_conditions(
@@ -304,6 +309,9 @@ class Reconciler:
             actuate(decision.actions, now, target=target, jobs=jobs)
         except KubeError as error:
             return self._refuse_as(tenant, error, written or rollout, now, outcome)
+        except Refused as refusal:
+            held = written or rollout
+            return self._hold(held, refusal.reason, refusal.message, now, outcome)
         outcome.writes = writes
         for event in decision.events:
             reason = event.kind.value.title().replace("_", "")
@@ -487,7 +495,7 @@ class Reconciler:
             elif isinstance(action, StartJob):
                 jobs = True
         for place, verb, kind, name in dict.fromkeys(wanted):
-            if not place.api.may(verb, kind, place.namespace, name or None):
+            if not target.may(place, verb, kind, name):
                 return not_permitted_at(place, verb, kind, name)
         if jobs and not tenant.api.may("create", JOBS, tenant.namespace, None):
             return not_permitted(tenant, "create", JOBS, "")

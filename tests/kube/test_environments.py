@@ -525,3 +525,36 @@ def test_status_and_history_show_where_each_step_ran(
     assert json.loads(stagectl("status", "api-rollout", "-o", "json"))["environment"] == (
         "production"
     )
+
+
+@pytest.mark.parametrize(
+    ("token", "stopped", "reason", "said"),
+    [
+        ("a-token-the-remote-cluster-never-issued", False, "Unauthorized", "not accepted"),
+        (REMOTE_TOKEN, True, "ClusterError", "no cluster reachable"),
+    ],
+)
+def test_another_cluster_refusing_or_gone_is_a_condition_naming_the_environment(
+    kube_emulator: Callable[..., KubeEmulator], token: str, stopped: bool, reason: str, said: str
+) -> None:
+    world = env_world(kube_emulator(rollout_delay=0.05))
+    remote, _admin = remote_cluster(kube_emulator)
+    kubeconfig_secret(world, "prod-cluster", kubeconfig(remote.url, {"token": token}))
+    production = {"target": {"configMap": "flags"}, "kubeconfigSecret": {"name": "prod-cluster"}}
+    with_environments(world, {"staging": staging_namespace(world), "production": production})
+    world.source = metrics([("0s", 0.001)])
+    reconciler = world.reconciler()
+    settle(world, reconciler, world.api, STAGING)
+    world.tick(reconciler, advance=timedelta(minutes=11))
+    world.approve("warm")
+    if stopped:
+        remote.stop()
+    world.tick(reconciler)
+    valid = condition(world, "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", reason), valid
+    assert valid["message"].startswith(
+        "environment production, as the kubeconfig of Secret shop/prod-cluster: "
+    )
+    assert said in valid["message"] and token not in valid["message"]
+    assert world.status()["step"] == "warm", "the promotion waits for production to answer"
+    assert flags(world.api, STAGING) == WARM
