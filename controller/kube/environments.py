@@ -30,12 +30,14 @@ from controller.kube.kubeconfigs import RemoteClients, parse_kubeconfig
 from controller.kube.resources import EnvironmentSpec, PrometheusSpec, StageRolloutSpec
 from controller.kube.target import KubeTarget
 from controller.kube.tenancy import Refused, Tenancy, Tenant, excerpt
+from controller.redaction import redact
 from phases.actions import RestartWorkloads, SetFlags
 from phases.environments import environments_holding, step_environment
 from phases.observations import TargetState
 from phases.plan import Plan
 from phases.status import RolloutStatus
 
+_SAID = 300
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -226,7 +228,10 @@ class EnvironmentTargets:
             if not place.remote:
                 raise
             reason = {401: "Unauthorized", 403: "Forbidden"}.get(error.status, "ClusterError")
-            raise Refused(reason, f"environment {environment}, as {place.user}: {error}") from None
+            # That cluster's answer is anyone's text: escaped, short, with no known secret.
+            said = redact(str(error)).encode("unicode_escape", "replace").decode("ascii")
+            said = said if len(said) <= _SAID else said[:_SAID] + "…"
+            raise Refused(reason, f"environment {environment}, as {place.user}: {said}") from None
 
     def _distinct(self, names: tuple[str, ...]) -> list[str]:
         """Environments sharing one ConfigMap (an old-shape rollout) are written once."""
