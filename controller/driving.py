@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from controller.clock import VirtualClock
 from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
+from controller.sim.environment_targets import InMemoryEnvironments
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
 from phases.decide import Decision, decide, expected_flags
@@ -108,12 +109,15 @@ def drive(
     last_percent: int | None = None
     sources = (world.metrics, *world.metrics_by_environment.values())
     prefetching = {id(m): m for m in sources if isinstance(m, Prefetching)}
+    routed = world.target if isinstance(world.target, InMemoryEnvironments) else None
     memo = JudgeMemo()
     writes = -1
     while True:
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
         metrics = world.metrics_at(plan, status)
+        if routed is not None:
+            routed.observe_from(status)
         prefetcher = prefetching.get(id(metrics))
         if prefetcher is not None and (needs.windows or needs.alert_windows):
             prefetcher.prefetch(window_requests(needs), now)
@@ -131,6 +135,8 @@ def drive(
         )
         decision = decide(plan, status, seen, now)
         before, status = status, decision.status
+        if routed is not None:
+            routed.aim(status)
         actuate(decision.actions, now, target=target, jobs=world.jobs)
         for watcher in world.watchers:
             watcher.watch(status, now)

@@ -15,8 +15,9 @@ from typing import Literal
 
 from controller.driving import RunResult, World, drive
 from controller.prometheus.source import PrometheusSource
+from controller.sim.environment_targets import in_memory_target
 from controller.sim.scenario import MAX_TICKS
-from controller.sim.scripted_world import AutoApprover, InMemoryTarget, ScriptedJobs
+from controller.sim.scripted_world import AutoApprover, ScriptedJobs
 from phases.observations import Approval, Command
 from phases.plan import Plan
 from phases.status import RolloutStatus
@@ -68,7 +69,7 @@ def replay(
     world = World(
         rollout_uid=REPLAY_UID,
         metrics=source,
-        target=InMemoryTarget(rollout_delay),
+        target=in_memory_target(plan, rollout_delay),
         people=_ReplayPeople(approver),
         jobs=ScriptedJobs({}),
         watchers=(approver,) if approver is not None else (),

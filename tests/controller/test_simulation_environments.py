@@ -15,7 +15,11 @@ import pytest
 import yaml
 
 from controller.catalog import load_plan
+from controller.driving import World, drive
+from controller.sim.environment_targets import InMemoryEnvironments, in_memory_target
 from controller.sim.scenario import parse_scenario
+from controller.sim.scripted_metrics import ScriptedMetrics
+from controller.sim.scripted_world import ScriptedJobs, ScriptedPeople
 from controller.sim.simulation import SimulationResult, simulate
 from phases.documents import DocumentError
 
@@ -94,3 +98,46 @@ def test_an_environment_timeline_is_checked_like_the_scenario_s_own() -> None:
         DocumentError, match=r"environments\.staging\.signals\.error_ratio\[1\]\.at"
     ):
         run(scenario({"staging": {"signals": {"error_ratio": backwards}}}))
+
+
+def drive_happy(commands: list[dict[str, Any]]) -> InMemoryEnvironments:
+    """The happy path with scripted commands, driven tick by tick; its targets."""
+    parsed = parse_scenario(scenario(commands=commands), source="test")
+    target = in_memory_target(PLAN, parsed.target.rollout_delay)
+    assert isinstance(target, InMemoryEnvironments)
+    people = ScriptedPeople(parsed, PLAN.content_hash)
+    world = World(
+        rollout_uid=parsed.rollout_uid,
+        metrics=ScriptedMetrics(parsed, PLAN.evaluation.resolution),
+        target=target,
+        people=people,
+        jobs=ScriptedJobs(parsed.jobs),
+        watchers=(people,),
+    )
+    drive(PLAN, world, start=parsed.start, end=parsed.start + parsed.duration, tick=parsed.tick)
+    return target
+
+
+WARN = {
+    "STAGE_VALIDATION_MODE": "warn",
+    "ENFORCE_WRITE_ONLY": "false",
+    "ENFORCEMENT_PERCENT": "0",
+    "STAGE_VALIDATION_DRY_RUN": "false",
+}
+
+
+def test_each_environment_has_its_own_simulated_target() -> None:
+    """Staging keeps 2.1's flags; production ends at 4's."""
+    targets = drive_happy([]).targets
+    assert targets["staging"].flags == WARN
+    assert targets["production"].flags["ENFORCEMENT_PERCENT"] == "100"
+    assert targets["staging"].restarts == 1
+
+
+def test_a_rollback_from_production_into_2_1_restores_production_too() -> None:
+    """ "Scenario 3: Full Rollback to Warn": production goes back to 2.1's flags."""
+    rollback = {"at": "40h", "kind": "rollback", "to": "2.1", "by": "bob", "reason": "undo"}
+    pause = {"at": "41h", "kind": "pause", "by": "bob", "reason": "hold at 2.1"}
+    targets = drive_happy([rollback, pause]).targets
+    assert targets["production"].flags == WARN
+    assert targets["staging"].flags == WARN
