@@ -30,28 +30,39 @@ class InMemoryEnvironments(InMemoryTarget):
         self.targets = {name: InMemoryTarget(rollout_delay) for name in plan.environments}
         self._observed = self.targets[plan.environments[0]]
         self._writing: tuple[InMemoryTarget, ...] = (self._observed,)
+        self._aimed: tuple[object, ...] = ()
+        self._observed_step = ""
 
     def observe_from(self, status: RolloutStatus) -> None:
         """The tick begins in the status's step: observe that step's environment."""
-        self._observed = self.targets[step_environment(self._plan, status.step)]
+        if status.step != self._observed_step:
+            self._observed_step = status.step
+            self._observed = self.targets[step_environment(self._plan, status.step)]
 
     def aim(self, status: RolloutStatus) -> None:
         """The decision left the rollout in this status: write where its flags belong."""
-        held = environments_holding(self._plan, status)
-        self._writing = tuple(self.targets[name] for name in held)
+        last = status.history[-1] if status.history else None
+        key = (status.step, last.at if last else None, last.trigger if last else None)
+        if key != self._aimed:
+            self._aimed = key
+            held = environments_holding(self._plan, status)
+            self._writing = tuple(self.targets[name] for name in held)
 
     def observe(self, at: datetime) -> TargetState:
         return self._observed.observe(at)
 
     def apply(self, action: SetFlags | RestartWorkloads, at: datetime) -> None:
+        changed = False
         for target in self._writing:
+            counts = (target.flag_writes, target.restarts)
             target.apply(action, at)
-        first = self._writing[0]
-        self.flags = first.flags
-        self.flag_writes = sum(t.flag_writes for t in self.targets.values())
-        self.restarts = sum(t.restarts for t in self.targets.values())
-        restarts = [t.restarted_at for t in self.targets.values() if t.restarted_at is not None]
-        self.restarted_at = max(restarts) if restarts else None
+            changed = changed or counts != (target.flag_writes, target.restarts)
+        self.flags = self._writing[0].flags
+        if changed:
+            self.flag_writes = sum(t.flag_writes for t in self.targets.values())
+            self.restarts = sum(t.restarts for t in self.targets.values())
+            restarts = [t.restarted_at for t in self.targets.values() if t.restarted_at]
+            self.restarted_at = max(restarts) if restarts else None
 
 
 def in_memory_target(plan: Plan, rollout_delay: timedelta) -> InMemoryTarget:
