@@ -30,6 +30,8 @@ from controller.redaction import remember_secret
 
 MAX_KUBECONFIG_BYTES = 64 * 1024
 """A kubeconfig for one cluster is a few KiB; a bigger Secret value is refused unread."""
+MAX_REMOTE_CLIENTS = 256
+"""Distinct remote settings kept connected; beyond, the oldest client is dropped."""
 _SERVER = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 _CLUSTER_KEYS = frozenset({"server", "certificate-authority-data", "insecure-skip-tls-verify"})
 _USER_KEYS = frozenset({"token"})
@@ -174,5 +176,8 @@ class RemoteClients:
                 configuration.ca_cert_data = cluster.ca_data
                 configuration.verify_ssl = not cluster.insecure
                 found = KubeApi(client.ApiClient(configuration), timeout_seconds=self._timeout)
+                if len(self._clients) >= MAX_REMOTE_CLIENTS:
+                    # Rotated kubeconfigs leave clients nobody uses: drop the oldest.
+                    self._clients.pop(next(iter(self._clients)))
                 self._clients[cluster.fingerprint] = found
             return found

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.kube.kubeconfigs import MAX_KUBECONFIG_BYTES, parse_kubeconfig
+from controller.kube.kubeconfigs import (
+    MAX_KUBECONFIG_BYTES,
+    MAX_REMOTE_CLIENTS,
+    RemoteClients,
+    RemoteCluster,
+    parse_kubeconfig,
+)
 from controller.kube.tenancy import Refused
 from controller.redaction import redact
 
@@ -149,3 +155,13 @@ def test_an_oversized_value_is_refused_before_it_is_decoded() -> None:
 def test_a_value_that_is_not_base64_is_refused() -> None:
     with pytest.raises(Refused, match="not base64"):
         parse_kubeconfig("%%%not base64%%%", WHERE)
+
+
+def test_one_client_per_cluster_setting_and_rotated_ones_are_dropped() -> None:
+    clients = RemoteClients()
+    first = RemoteCluster("https://prod.example:6443", TOKEN)
+    assert clients.api(first) is clients.api(RemoteCluster("https://prod.example:6443", TOKEN))
+    for n in range(MAX_REMOTE_CLIENTS):
+        clients.api(RemoteCluster("https://prod.example:6443", f"rotated-token-{n:04d}"))
+    assert len(clients._clients) == MAX_REMOTE_CLIENTS
+    assert first.fingerprint not in clients._clients
