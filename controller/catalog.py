@@ -100,4 +100,5 @@ def load_scenario(reference: str = DEFAULT_SCENARIO, plan: Plan | None = None) -
 
     text, source = _read(reference, "controller.sim", "scenarios", "scenario", bundled_scenarios())
     known = set(plan.signals) if plan is not None else None
-    return parse_scenario(text, source=source, known_signals=known)
+    environments = plan.environments if plan is not None else None
+    return parse_scenario(text, source=source, known_signals=known, known_environments=environments)

@@ -7,7 +7,7 @@ decision in it, is the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -15,10 +15,12 @@ from typing import Protocol, runtime_checkable
 from controller.clock import VirtualClock
 from controller.observing import JudgeMemo, actuate, observe, window_requests
 from controller.ports import Jobs, MetricsSource, People, Target, WindowRequest
+from controller.sim.environment_targets import InMemoryEnvironments
 from controller.sim.scripted_world import InMemoryTarget
 from phases.actions import Event
 from phases.baselines import BaselineRecord
 from phases.decide import Decision, decide, expected_flags
+from phases.environments import step_environment
 from phases.needs import needs_of
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus, TransitionRecord, initial_status
@@ -77,6 +79,14 @@ class World:
     people: People
     jobs: Jobs
     watchers: tuple[Watcher, ...] = ()
+    metrics_by_environment: Mapping[str, MetricsSource] = field(default_factory=dict)
+    """Each plan environment's own metrics; `metrics` serves the environments not in it."""
+
+    def metrics_at(self, plan: Plan, status: RolloutStatus) -> MetricsSource:
+        """The metrics of the environment the status's step runs in."""
+        if not self.metrics_by_environment:
+            return self.metrics
+        return self.metrics_by_environment.get(step_environment(plan, status.step), self.metrics)
 
 
 def drive(
@@ -100,21 +110,27 @@ def drive(
     status = initial_status(plan.content_hash, steps_of(plan).first.id, start)
     result = RunResult(plan=plan, start=start, final=status)
     last_percent: int | None = None
-    prefetching = world.metrics if isinstance(world.metrics, Prefetching) else None
+    sources = (world.metrics, *world.metrics_by_environment.values())
+    prefetching = {id(m): m for m in sources if isinstance(m, Prefetching)}
+    routed = world.target if isinstance(world.target, InMemoryEnvironments) else None
     memo = JudgeMemo()
     writes = -1
     while True:
         now = clock.now()
         needs = needs_of(plan, status, now, idle_gates=idle_gates)
-        if prefetching is not None and (needs.windows or needs.alert_windows):
-            prefetching.prefetch(window_requests(needs), now)
+        metrics = world.metrics_at(plan, status)
+        if routed is not None:
+            routed.observe_from(status)
+        prefetcher = prefetching.get(id(metrics))
+        if prefetcher is not None and (needs.windows or needs.alert_windows):
+            prefetcher.prefetch(window_requests(needs), now)
         seen = observe(
             plan,
             status,
             needs,
             now,
             rollout_uid=world.rollout_uid,
-            metrics=world.metrics,
+            metrics=metrics,
             target=target,
             people=world.people,
             jobs=world.jobs,
@@ -122,6 +138,8 @@ def drive(
         )
         decision = decide(plan, status, seen, now)
         before, status = status, decision.status
+        if routed is not None:
+            routed.aim(status)
         for recorded in actuate(decision.actions, now, target=target, jobs=world.jobs):
             result.recorded.extend(recorded.records)
         for watcher in world.watchers:

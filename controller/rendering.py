@@ -11,7 +11,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from phases.durations import format_duration
-from phases.plan import AlertsGate, JobGate, Plan, SignalGate, SignalTrigger
+from phases.plan import (
+    DEFAULT_ENVIRONMENT,
+    AlertsGate,
+    JobGate,
+    Plan,
+    SignalGate,
+    SignalTrigger,
+)
 from phases.status import TransitionRecord
 from phases.steps import GateSpec, TriggerSpec, steps_of
 
@@ -96,7 +103,7 @@ def plan_table(plan: Plan) -> str:
             f"{step.approval.approvers} approver(s)" if step.approval.required else "not required"
         )
         out.append("")
-        out.append(f"step {step.id}  ({step.phase_name})")
+        out.append(f"step {step.id}  ({step.phase_name}){where(step.environment)}")
         out.append(f"  flags:      {flags}")
         out.append(f"  duration:   min {format_duration(step.min_duration)}, max {limit}")
         out.append(f"  approval:   {approval}")
@@ -120,6 +127,12 @@ def plan_table(plan: Plan) -> str:
     return "\n".join(out)
 
 
+def where(environment: str | None) -> str:
+    """` [staging]` after a step that ran in a named environment; nothing for one-place plans
+    and for records written before environments existed."""
+    return f" [{environment}]" if environment and environment != DEFAULT_ENVIRONMENT else ""
+
+
 def transition_rows(
     transitions: Sequence[TransitionRecord], start_seconds: float
 ) -> list[list[str]]:
@@ -127,7 +140,7 @@ def transition_rows(
         [
             elapsed(t.at.timestamp() - start_seconds),
             f"{t.from_step} ({t.from_state})",
-            f"{t.to_step} ({t.to_state})",
+            f"{t.to_step} ({t.to_state}){where(t.environment)}",
             t.trigger,
             t.reason,
         ]
@@ -141,6 +154,7 @@ def transition_json(t: TransitionRecord, start_seconds: float) -> dict[str, Any]
         "at": t.at.isoformat(),
         "from": t.from_step,
         "to": t.to_step,
+        "environment": t.environment,
         "from_state": t.from_state.value,
         "to_state": t.to_state.value,
         "trigger": t.trigger,

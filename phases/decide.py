@@ -229,6 +229,7 @@ class _Tick:
             reason=reason,
             by=by,
             approvals=list(approvals),
+            environment=self.machines.table.get(dest).environment,
         )
         self.transitions.append(record)
         history = [*old.history, record][-HISTORY_LIMIT:]

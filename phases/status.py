@@ -58,6 +58,9 @@ class TransitionRecord(BaseModel):
     reason: str
     by: str = ""
     approvals: list[str] = Field(default_factory=list)
+    environment: str = Field(
+        default="", description="the plan environment to_step runs in (empty in older records)"
+    )
 
 
 class JobRecord(BaseModel):

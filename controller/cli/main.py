@@ -426,9 +426,48 @@ def _prometheus_settings(
         fail(f"Prometheus settings: {problems}")
 
 
+PrometheusUrls = Annotated[
+    list[str],
+    typer.Option(
+        "--prometheus",
+        help="Prometheus base URL (every environment), or ENV=URL for one plan environment "
+        "(e.g. --prometheus staging=http://a:9090 --prometheus production=http://b:9090).",
+        envvar="STAGECTL_PROMETHEUS_URL",
+    ),
+]
+
+
+def _environment_urls(values: list[str], plan: Plan) -> tuple[str | None, dict[str, str]]:
+    """The URL for every environment (if given) and per environment, checked against the plan."""
+    import re
+
+    shared: str | None = None
+    named: dict[str, str] = {}
+    for value in values:
+        match = re.fullmatch(r"([a-z0-9][a-z0-9_-]*)=(.+)", value)
+        if match is None:
+            if shared is not None:
+                fail(f"--prometheus {value}: a URL for every environment is already given")
+            shared = value
+            continue
+        name, url = match.groups()
+        if name not in plan.environments:
+            fail(
+                f"--prometheus {name}=...: plan {plan.name} has no environment {name} "
+                f"(its environments: {', '.join(plan.environments)})"
+            )
+        named[name] = url
+    missing = [e for e in plan.environments if e not in named]
+    if shared is None and missing:
+        fail(
+            f"--prometheus: no URL for environment {missing[0]} (give {missing[0]}=URL, or one URL)"
+        )
+    return shared, named
+
+
 @app.command("replay")
 def replay_command(
-    prometheus: PrometheusUrl,
+    prometheus: PrometheusUrls,
     start: Annotated[
         str,
         typer.Option(
@@ -467,33 +506,39 @@ def replay_command(
         fail(f"--end {finish.isoformat()} is not after --start {begin.isoformat()}")
     step = duration_option("--tick", tick)
     tick_count("--tick", begin, finish, step)
-    settings = _prometheus_settings(
-        prometheus, query_timeout, bearer_token_file, ca_file, insecure_skip_verify
-    )
-    source = PrometheusSource(settings, loaded.evaluation.resolution)
-    unreachable = source.check_query("vector(1)", finish)
-    if unreachable is not None:
-        source.close()
-        fail(f"--prometheus {prometheus}: {unreachable}")
+    shared, named = _environment_urls(prometheus, loaded)
+    sources: dict[str, PrometheusSource] = {}
+    for url in dict.fromkeys([*([shared] if shared else []), *named.values()]):
+        settings = _prometheus_settings(
+            url, query_timeout, bearer_token_file, ca_file, insecure_skip_verify
+        )
+        sources[url] = PrometheusSource(settings, loaded.evaluation.resolution)
+        unreachable = sources[url].check_query("vector(1)", finish)
+        if unreachable is not None:
+            for opened in sources.values():
+                opened.close()
+            fail(f"--prometheus {url}: {unreachable}")
     from controller.cli.progress import replay_progress
 
     try:
         with replay_progress(begin, finish) as on_tick:
             result = replay(
                 loaded,
-                source,
+                sources[shared or named[loaded.environments[0]]],
                 start=begin,
                 end=finish,
                 tick=step,
                 approvals=approvals.value,
                 on_tick=on_tick,
+                by_environment={name: sources[url] for name, url in named.items()},
             )
     finally:
-        source.close()
+        for opened in sources.values():
+            opened.close()
     extra = {
-        "prometheus": prometheus,
+        "prometheus": shared if not named else {**({"*": shared} if shared else {}), **named},
         "end": finish.isoformat(),
-        "queries_sent": source.queries_sent,
+        "queries_sent": sum(s.queries_sent for s in sources.values()),
     }
     title = f"replaying plan {loaded.name} ({loaded.short_hash}) over {begin.isoformat()} .. {finish.isoformat()}, tick {format_duration(step)}, approvals {approvals.value}"
     _print_run(result, output, title, extra)

@@ -100,13 +100,14 @@ def _status_table(
         paint,
         state_colour,
         table,
+        where,
     )
 
     headers = ["NAME", "STEP", "STATE", "PERCENT", "IN STEP", "BLOCKED BY"]
     rows = [
         [
             v["name"],
-            v.get("step", "-"),
+            v.get("step", "-") + where(v.get("environment")),
             v["state"],
             str(v.get("percent", "-")),
             v.get("timeInStep", "-"),
@@ -147,16 +148,21 @@ def _status_table(
     for transition in view.get("transitions", []):
         out.append(
             f"  {age(transition['at'], now):>9}  {transition['fromStep']} ({transition['fromState']}) → "
-            f"{transition['toStep']} ({transition['toState']})  {transition['trigger']}: {transition['reason']}"
+            f"{transition['toStep']} ({transition['toState']}){where(transition.get('environment'))}"
+            f"  {transition['trigger']}: {transition['reason']}"
         )
     return "\n".join(out)
 
 
 def _history_lines(doc: dict[str, Any], now: datetime) -> str:
-    from controller.rendering import age, baseline_line
+    from controller.rendering import age, baseline_line, where
 
     dated: list[tuple[str, str]] = [
-        (t["at"], f"{t['fromStep']} → {t['toStep']}  {t['trigger']}: {t['reason']}")
+        (
+            t["at"],
+            f"{t['fromStep']} → {t['toStep']}{where(t.get('environment'))}  "
+            f"{t['trigger']}: {t['reason']}",
+        )
         for t in doc["transitions"]
     ]
     dated += [

@@ -9,6 +9,7 @@ fails when the files and the models drift apart.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -72,7 +73,8 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
         ):
             continue
         else:
-            converted[key] = value
+            # A copy: a list shared by two definitions would be written as a YAML alias.
+            converted[key] = copy.deepcopy(value)
     if (
         converted.get("type") == "object"
         and not converted.get("properties")

@@ -36,6 +36,13 @@ from controller.kube.conditions import (
     set_condition,
     trust_condition,
 )
+from controller.kube.environments import (
+    Environments,
+    EnvironmentTargets,
+    Place,
+    for_environment,
+    not_permitted_at,
+)
 from controller.kube.jobs import KubeJobs
 from controller.kube.people import KubePeople
 from controller.kube.plan_sources import PlanSources
@@ -48,7 +55,6 @@ from controller.kube.resources import (
     StageRolloutStatus,
     VerdictRecord,
 )
-from controller.kube.target import KubeTarget
 from controller.kube.tenancy import (
     Refused,
     Tenancy,
@@ -70,6 +76,7 @@ from phases.actions import (
 from phases.baselines import settled_status
 from phases.decide import Decision, decide, expected_flags
 from phases.documents import DocumentError
+from phases.environments import step_environment
 from phases.needs import Needs, needs_of
 from phases.observations import JobPhase, Observations
 from phases.plan import Plan
@@ -135,6 +142,7 @@ class Reconciler:
         self._tenancy = tenancy or Tenancy(api)
         self._endpoints = endpoints or PrometheusEndpoints()
         self._plan_sources = PlanSources()
+        self._environments = Environments(self._tenancy)
         self._dry_run = dry_run
         self._hooks = hooks or Hooks()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -149,7 +157,8 @@ class Reconciler:
     def plan_tick(
         self, rollout: Mapping[str, Any], now: datetime
     ) -> tuple[StageRolloutSpec, Plan, Needs] | None:
-        """The spec, plan and needs of a rollout as it stands, or None when it is unusable."""
+        """The spec (as its current step's environment sees it: that environment's
+        Prometheus), plan and needs of a rollout as it stands, or None when it is unusable."""
         namespace = str((rollout.get("metadata") or {}).get("namespace", ""))
         try:
             spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
@@ -158,7 +167,8 @@ class Reconciler:
             # Its own tick reports what is wrong; planning only skips its prefetch.
             return None
         status = self._status(rollout, plan, now)
-        return spec, plan, needs_of(plan, status, now)
+        here = for_environment(spec, step_environment(plan, status.step))
+        return here, plan, needs_of(plan, status, now)
 
     # the tick -------------------------------------------------------------------
 
@@ -217,14 +227,16 @@ class Reconciler:
         try:
             tenant = self._tenancy.admit(namespace, spec)
             plan = self._plan(spec, tenant)
-            metrics = self._metrics(spec, plan, tenant)
+            status = self._status(rollout, plan, now)
+            places = self._environments.places(spec, plan, tenant)
+            here = step_environment(plan, status.step)
+            metrics = self._metrics(for_environment(spec, here), plan, tenant)
         except DocumentError as error:
             return self._hold(rollout, "PlanInvalid", _capped(str(error)), now, outcome)
         except Refused as refusal:
             return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
-        status = self._status(rollout, plan, now)
         try:
             carried, carry_warnings = carried_baselines(
                 spec.baselines, plan, tenant.api, namespace, status, rollout=name
@@ -235,14 +247,8 @@ class Reconciler:
             return self._refuse_as(tenant, error, rollout, now, outcome)
         read_status, status = status, settled_status(plan, status, carried)
         writes: list[str] = []
-        target = KubeTarget(
-            tenant.api,
-            namespace,
-            spec.target.config_map,
-            spec.target.deployments,
-            dry_run=self._dry_run,
-            on_write=writes.append,
-            flag_names=plan.flag_set.names,
+        target = EnvironmentTargets(
+            plan, places, status, dry_run=self._dry_run, on_write=writes.append
         )
         jobs = KubeJobs(
             tenant.api,
@@ -278,6 +284,8 @@ class Reconciler:
             )
         except KubeError as error:
             return self._refuse_as(tenant, error, rollout, now, outcome)
+        except Refused as refusal:
+            return self._hold(rollout, refusal.reason, refusal.message, now, outcome)
         seen = dataclasses.replace(
             seen,
             requester=(spec.requested_by or "") if trust.trusted else "",
@@ -285,7 +293,11 @@ class Reconciler:
         )
         outcome.stage = "deciding"
         decision = decide(plan, status, seen, now)
-        lacking = self._missing_right(decision.actions, target, tenant)
+        target.aim(decision.status)
+        try:
+            lacking = self._missing_right(decision.actions, target, tenant)
+        except Refused as refusal:
+            lacking = refusal
         if lacking is not None:
             return self._hold(rollout, lacking.reason, lacking.message, now, outcome)
         new_status = self._runtime_conditions(
@@ -317,6 +329,9 @@ class Reconciler:
             recorded = actuate(decision.actions, now, target=target, jobs=jobs)
         except KubeError as error:
             return self._refuse_as(tenant, error, written or rollout, now, outcome)
+        except Refused as refusal:
+            held = written or rollout
+            return self._hold(held, refusal.reason, refusal.message, now, outcome)
         self._tell_baselines(rollout, recorded, carry_warnings, read_status, new_status, now)
         outcome.writes = writes
         for event in decision.events:
@@ -460,6 +475,7 @@ class Reconciler:
             "blockers": list(decision.blockers),
             "last_tick_at": now,
             "phase": step.phase_id,
+            "environment": step.environment,
             "failed_jobs": _failed_jobs(core, seen),
             "commands_rejected": _rejected_commands(previous, decision, now),
         }
@@ -507,19 +523,22 @@ class Reconciler:
         return True
 
     def _missing_right(
-        self, actions: Sequence[Action], target: KubeTarget, tenant: Tenant
+        self, actions: Sequence[Action], target: EnvironmentTargets, tenant: Tenant
     ) -> Refused | None:
-        """The first write of this tick the rollout's account may not make, asked of the
-        API server before the status moves, so that a refused step writes nothing."""
-        wanted: list[tuple[str, Kind, str]] = []
+        """The first write of this tick the acting accounts may not make, asked of each
+        target's API server before the status moves, so that a refused step writes nothing."""
+        wanted: list[tuple[Place, str, Kind, str]] = []
+        jobs = False
         for action in actions:
             if isinstance(action, SetFlags | RestartWorkloads):
                 wanted += target.writes_for(action)
             elif isinstance(action, StartJob):
-                wanted.append(("create", JOBS, ""))
-        for verb, kind, name in dict.fromkeys(wanted):
-            if not tenant.api.may(verb, kind, tenant.namespace, name or None):
-                return not_permitted(tenant, verb, kind, name)
+                jobs = True
+        for place, verb, kind, name in dict.fromkeys(wanted):
+            if not target.may(place, verb, kind, name):
+                return not_permitted_at(place, verb, kind, name)
+        if jobs and not tenant.api.may("create", JOBS, tenant.namespace, None):
+            return not_permitted(tenant, "create", JOBS, "")
         return None
 
     def _refuse_as(

@@ -188,6 +188,7 @@ def describe(rollout: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "name": metadata["name"],
         "namespace": metadata["namespace"],
         "step": status.step,
+        "environment": status.environment,
         "state": status.state.value,
         "percent": status.enforcement_percent,
         "timeInStep": format_duration(in_step),

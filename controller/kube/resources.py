@@ -8,6 +8,7 @@ crash.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -84,7 +85,7 @@ class TargetSpec(BaseModel):
     )
     namespace: str | None = Field(
         default=None,
-        description="must be the rollout's own namespace (kept for older rollouts); any other is refused",
+        description="in spec.target, the rollout's own namespace or nothing (any other is refused); in spec.environments, the environment's namespace, where the acting account needs a Role",
     )
 
 
@@ -171,13 +172,59 @@ class BaselinesSpec(BaseModel):
         return self
 
 
+class KubeconfigRef(BaseModel):
+    """A key of a Secret in the rollout's namespace holding a kubeconfig for another cluster.
+
+    The kubeconfig is the namespace user's: only inline credentials (a token, a CA
+    bundle as data) are used; exec and auth-provider plugins and file paths are refused.
+    """
+
+    model_config = _CAMEL
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_NAME)
+    key: str = Field(default="kubeconfig", min_length=1, max_length=253, pattern=CONFIG_MAP_KEY)
+
+
+class EnvironmentSpec(BaseModel):
+    """Where one plan environment (staging, production...) lives, maybe in another cluster."""
+
+    model_config = _CAMEL
+
+    target: TargetSpec
+    prometheus: PrometheusSpec | None = Field(
+        default=None,
+        description="the environment's Prometheus; the rollout's spec.prometheus when absent",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_NAME,
+        description="ServiceAccount of the rollout's namespace acting on this environment's target; the rollout's when absent",
+    )
+    kubeconfig_secret: KubeconfigRef | None = Field(
+        default=None,
+        description="another cluster: a kubeconfig in a Secret of the rollout's namespace (read as the rollout's service account); its own credentials act there",
+    )
+
+
+ENVIRONMENT_NAME = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
+
+
 class StageRolloutSpec(BaseModel):
     """What a rollout should do: plan, target, service account, Prometheus, tick interval, job templates."""
 
     model_config = _CAMEL
 
     plan: PlanSource
-    target: TargetSpec
+    target: TargetSpec | None = Field(
+        default=None,
+        description="the target of every plan environment not in spec.environments",
+    )
+    environments: dict[str, EnvironmentSpec] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="per plan environment, its target and Prometheus; others use spec.target and spec.prometheus",
+    )
     prometheus: PrometheusSpec | None = None
     service_account_name: str | None = Field(
         default=None,
@@ -199,6 +246,15 @@ class StageRolloutSpec(BaseModel):
     baselines: BaselinesSpec | None = Field(
         default=None, description="baselines carried from another rollout (staging to production)"
     )
+
+    @model_validator(mode="after")
+    def _some_target(self) -> StageRolloutSpec:
+        if self.target is None and not self.environments:
+            raise ValueError("give spec.target, or spec.environments with a target per environment")
+        for name in self.environments:
+            if re.fullmatch(ENVIRONMENT_NAME, name) is None or len(name) > 63:
+                raise ValueError(f"environment name {name[:63]!r} is not a lowercase name")
+        return self
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -253,6 +309,7 @@ class StageRolloutStatus(RolloutStatus):
     blockers: list[str] = Field(default_factory=list)
     last_tick_at: datetime | None = None
     phase: str = Field(default="", description="the runbook phase of the current step")
+    environment: str = Field(default="", description="the plan environment of the current step")
     failed_jobs: list[str] = Field(
         default_factory=list, description="jobs of this step whose current attempt failed"
     )

@@ -50,7 +50,7 @@ class Tenancy:
 
     def admit(self, namespace: str, spec: StageRolloutSpec) -> Tenant:
         """The tenant a rollout of `namespace` acts as; Refused when it reaches elsewhere."""
-        target = spec.target.namespace
+        target = spec.target.namespace if spec.target is not None else None
         if target is not None and target != namespace:
             raise Refused(
                 "TargetNamespaceRefused",
@@ -65,6 +65,10 @@ class Tenancy:
                 "of this namespace) or start the operator with --default-service-account; "
                 "nothing was written",
             )
+        return self.account(namespace, account)
+
+    def account(self, namespace: str, account: str) -> Tenant:
+        """A ServiceAccount of the rollout's namespace, impersonated (never another namespace's)."""
         return Tenant(namespace, account, self._api.as_service_account(namespace, account))
 
 

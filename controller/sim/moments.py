@@ -83,9 +83,16 @@ def clock_shifts(durations: set[int]) -> list[int]:
 
 def scenario_edges(scenario: Scenario) -> list[int]:
     """Every moment (µs from the start) at which the scenario itself changes something."""
-    edges = {micros(point.at) for points in scenario.signals.values() for point in points}
-    for interval in (*scenario.outages, *scenario.alerts):
-        edges.update((micros(interval.start), micros(interval.end)))
+    worlds = [scenario, *(scenario.world_of(name) for name in scenario.environments)]
+    edges = {
+        micros(point.at)
+        for world in worlds
+        for points in world.signals.values()
+        for point in points
+    }
+    for world in worlds:
+        for interval in (*world.outages, *world.alerts):
+            edges.update((micros(interval.start), micros(interval.end)))
     for approval in scenario.approvals.scripted:
         edges.add(micros(approval.at))
         if approval.expires_after is not None:

@@ -1,22 +1,23 @@
 """The `replay` driver: what the controller would have done over a past window.
 
 It steps a virtual clock through [start, end] and evaluates every gate and trigger
-against a real Prometheus *at that past time*, then decides exactly as the
-operator would. The target is in memory (nothing is written anywhere), jobs
+against a real Prometheus *at that past time* (one per plan environment, if
+given), then decides exactly as the operator would. The target is in memory (nothing is written anywhere), jobs
 succeed after ten minutes, and approvals are either given at once (`auto`) or
 never (`none`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
 from controller.driving import RunResult, World, drive
 from controller.prometheus.source import PrometheusSource
+from controller.sim.environment_targets import in_memory_target
 from controller.sim.scenario import MAX_TICKS
-from controller.sim.scripted_world import AutoApprover, ScriptedJobs, target_for
+from controller.sim.scripted_world import AutoApprover, ScriptedJobs
 from phases.observations import Approval, Command
 from phases.plan import Plan
 from phases.status import RolloutStatus
@@ -48,8 +49,12 @@ def replay(
     approvals: ApprovalMode = "auto",
     rollout_delay: timedelta = timedelta(0),
     on_tick: Callable[[datetime, RolloutStatus], None] | None = None,
+    by_environment: Mapping[str, PrometheusSource] | None = None,
 ) -> RunResult:
-    """Drive the plan over [start, end] against the source's history; `on_tick` sees each tick."""
+    """Drive the plan over [start, end] against the source's history; `on_tick` sees each tick.
+
+    `by_environment` gives plan environments their own Prometheus (staging's history is
+    not production's); `source` serves the others."""
     if end <= start:
         raise ValueError(f"--end {end.isoformat()} must be after --start {start.isoformat()}")
     if tick <= timedelta(0) or (end - start) / tick > MAX_TICKS:
@@ -64,9 +69,10 @@ def replay(
     world = World(
         rollout_uid=REPLAY_UID,
         metrics=source,
-        target=target_for(plan, rollout_delay),
+        target=in_memory_target(plan, rollout_delay),
         people=_ReplayPeople(approver),
         jobs=ScriptedJobs({}),
         watchers=(approver,) if approver is not None else (),
+        metrics_by_environment=dict(by_environment or {}),
     )
     return drive(plan, world, start=start, end=end, tick=tick, on_tick=on_tick)

@@ -179,6 +179,15 @@ class ForecastSpec(_Strict):
     incidents: list[RandomIncidents] = Field(default_factory=list)
 
 
+class EnvironmentWorld(_Strict):
+    """What one plan environment's Prometheus shows; what it leaves out, it shares with the
+    scenario's own timelines (a signal not given here reads the scenario's)."""
+
+    signals: dict[str, list[Point]] = Field(default_factory=dict)
+    outages: list[Interval] | None = Field(default=None, description="default: the scenario's")
+    alerts: list[AlertInterval] | None = Field(default=None, description="default: the scenario's")
+
+
 class Scenario(_Strict):
     """Everything the simulated world does during one simulation."""
 
@@ -206,6 +215,22 @@ class Scenario(_Strict):
         default_factory=dict, description="documented outcome (final_step, final_status)"
     )
     forecast: ForecastSpec | None = None
+    environments: dict[str, EnvironmentWorld] = Field(
+        default_factory=dict,
+        description="per plan environment, its own timelines (staging's metrics are not production's)",
+    )
+
+    def world_of(self, environment: str) -> Scenario:
+        """The scenario as one environment's Prometheus sees it."""
+        given = self.environments.get(environment)
+        if given is None:
+            return self
+        update = {
+            "signals": {**self.signals, **given.signals},
+            "outages": self.outages if given.outages is None else given.outages,
+            "alerts": self.alerts if given.alerts is None else given.alerts,
+        }
+        return self.model_copy(update=update)
 
     @field_validator("start")
     @classmethod
@@ -234,28 +259,24 @@ class Scenario(_Strict):
 
 
 def check_scenario(
-    scenario: Scenario, known_signals: Collection[str] | None = None
+    scenario: Scenario,
+    known_signals: Collection[str] | None = None,
+    known_environments: Collection[str] | None = None,
 ) -> list[Problem]:
-    """Rules across a scenario's fields: timelines move forward and name signals of the plan."""
-    problems: list[Problem] = []
-    for name, points in scenario.signals.items():
-        if known_signals is not None and name not in known_signals:
+    """Rules across a scenario's fields: timelines move forward and name signals of the plan;
+    per-environment timelines name environments of the plan."""
+    problems = _check_timelines(scenario.signals, (), known_signals)
+    for environment, world in scenario.environments.items():
+        where: tuple[str | int, ...] = ("environments", environment)
+        if known_environments is not None and environment not in known_environments:
             problems.append(
                 Problem(
-                    ("signals", name),
-                    f"the plan defines no signal {name!r} (its signals: {', '.join(sorted(known_signals))})",
+                    where,
+                    f"the plan has no environment {environment!r} (its environments: "
+                    f"{', '.join(known_environments)})",
                 )
             )
-        if not points:
-            problems.append(Problem(("signals", name), "a timeline needs at least one point"))
-            continue
-        for index, (before, after) in enumerate(pairwise(points), start=1):
-            if after.at <= before.at:
-                problems.append(
-                    Problem(
-                        ("signals", name, index, "at"), "points must be in increasing time order"
-                    )
-                )
+        problems += _check_timelines(world.signals, where, known_signals)
     if scenario.tick > scenario.duration:
         problems.append(Problem(("tick",), "tick is longer than the scenario's duration"))
     elif scenario.duration / scenario.tick > MAX_SCENARIO_TICKS:
@@ -267,6 +288,32 @@ def check_scenario(
             )
         )
     problems += check_forecast(scenario, known_signals)
+    return problems
+
+
+def _check_timelines(
+    signals: dict[str, list[Point]],
+    prefix: tuple[str | int, ...],
+    known_signals: Collection[str] | None,
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, points in signals.items():
+        where = (*prefix, "signals", name)
+        if known_signals is not None and name not in known_signals:
+            problems.append(
+                Problem(
+                    where,
+                    f"the plan defines no signal {name!r} (its signals: {', '.join(sorted(known_signals))})",
+                )
+            )
+        if not points:
+            problems.append(Problem(where, "a timeline needs at least one point"))
+            continue
+        for index, (before, after) in enumerate(pairwise(points), start=1):
+            if after.at <= before.at:
+                problems.append(
+                    Problem((*where, index, "at"), "points must be in increasing time order")
+                )
     return problems
 
 
@@ -306,16 +353,21 @@ def check_forecast(scenario: Scenario, known_signals: Collection[str] | None) ->
 
 
 def parse_scenario(
-    text: str, *, source: str, known_signals: Collection[str] | None = None
+    text: str,
+    *,
+    source: str,
+    known_signals: Collection[str] | None = None,
+    known_environments: Collection[str] | None = None,
 ) -> Scenario:
     """Parse and check a scenario's YAML text; raise DocumentError naming every problem.
 
-    With `known_signals`, scripting a signal the plan does not define is a problem too.
+    With `known_signals` (`known_environments`), scripting a signal (an environment) the
+    plan does not define is a problem too.
     """
     return parse_document(
         text,
         Scenario,
         source=source,
         kind="scenario",
-        checks=lambda scenario: check_scenario(scenario, known_signals),
+        checks=lambda scenario: check_scenario(scenario, known_signals, known_environments),
     )

@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Literal
 
 from controller.driving import RunResult, World, drive
+from controller.sim.environment_targets import in_memory_target
 from controller.sim.moments import EventSchedule
 from controller.sim.scenario import Scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
-from controller.sim.scripted_world import ScriptedJobs, ScriptedPeople, target_for
+from controller.sim.scripted_world import ScriptedJobs, ScriptedPeople
 from phases.plan import Plan
 from phases.status import TERMINAL_STATES, RolloutStatus
 
@@ -50,7 +51,7 @@ def simulate(
     """
     people = ScriptedPeople(scenario, plan.content_hash)
     jobs = ScriptedJobs(scenario.jobs)
-    target = target_for(plan, scenario.target.rollout_delay)
+    target = in_memory_target(plan, scenario.target.rollout_delay)
     schedule = (
         EventSchedule(plan, scenario, target=target, people=people, jobs=jobs)
         if engine == "events"
@@ -63,6 +64,10 @@ def simulate(
         people=people,
         jobs=jobs,
         watchers=(people,),
+        metrics_by_environment={
+            name: ScriptedMetrics(scenario.world_of(name), plan.evaluation.resolution)
+            for name in scenario.environments
+        },
     )
     run = drive(
         plan,

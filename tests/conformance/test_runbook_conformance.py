@@ -220,19 +220,22 @@ EXPECTED: dict[str, Expect] = {
         final_step="2.5",
         max_percent=0,
         flags_from={"40h1m": {MODE: "warn", WRITE_ONLY: "false", PERCENT: "0"}},
-        restarts=3,  # "# Restart services": 2.1's flags, 2.5's, then write enforcement off
+        # "# Restart services": 2.1 in staging; in production 2.4's flags, 2.5's, then
+        # write enforcement off.
+        restarts=4,
     ),
     "scenario-3-full-rollback-from-3-at-25": Expect(
         quote="# Disable all enforcement",
         max_percent=25,
         flags_from={"190h1m": WARN_ONLY},
-        restarts=6,  # "# Restart": 2.1, 2.5, 2.7, 3@10, 3@25, then warn
+        restarts=7,  # "# Restart": 2.1 (staging); 2.4, 2.5, 2.7, 3@10, 3@25, then warn
     ),
     "scenario-3-full-rollback-from-4": Expect(
         quote="# Disable all enforcement",
         flags_from={"330h1m": WARN_ONLY},
-        # 2.1, 2.5, 2.7, the four percentages, 4 (which clears 3's endpoint overrides), warn
-        restarts=9,
+        # 2.1 (staging); 2.4, 2.5, 2.7, the four percentages, 4 (which clears 3's endpoint
+        # overrides), warn
+        restarts=10,
     ),
     # Phase 2.7 and the blast-radius alert --------------------------------------------------
     "2.7-proceed": Expect(

@@ -48,9 +48,9 @@ def test_happy_path_walks_every_step_in_order_and_completes() -> None:
     assert promotions == list(pairwise(steps))
     assert moves(result)[-1] == ("4", "4", "complete")
     assert [p for _, p in result.percent_changes] == [0, 10, 25, 50, 100]
-    # 2.1→2.4 keep the same flags (3@100→4 clears the endpoint overrides): eight
-    # distinct flag sets, eight restarts.
-    assert result.restarts == 8
+    # 2.1 runs in staging (one restart there); production restarts for each of its
+    # seven distinct flag sets from 2.4 on (3@100→4 clears the endpoint overrides).
+    assert result.restarts == 9
     assert sorted(result.jobs_created) == [
         ("create-indexes", 1),
         ("migrate-stages", 1),

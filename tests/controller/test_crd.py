@@ -9,6 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from controller.kube.crd import CRDS, render_crd, stagerollout_crd
 from controller.kube.resources import StageRolloutSpec
@@ -81,7 +82,7 @@ def test_the_example_rollout_satisfies_the_crd_schema_and_the_models() -> None:
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     jsonschema.validate(example, schema_of(stagerollout_crd()))
     spec = StageRolloutSpec.model_validate(example["spec"])
-    assert spec.target.deployments == ["api-server"]
+    assert spec.target is not None and spec.target.deployments == ["api-server"]
 
 
 @pytest.mark.parametrize(
@@ -109,3 +110,23 @@ def test_the_crd_directory_is_a_kustomization_of_exactly_the_generated_crds() ->
     built = {o["metadata"]["name"]: o for o in kustomize(CRD_DIR)}
     for name, make in CRDS.items():
         assert built[make()["metadata"]["name"]]["spec"] == make()["spec"], name
+
+
+def test_the_environments_example_satisfies_the_crd_schema_and_the_models() -> None:
+    path = REPO / "manifests" / "examples" / "stagerollout-environments.yaml"
+    example = yaml.safe_load(path.read_text(encoding="utf-8"))
+    jsonschema.validate(example, schema_of(stagerollout_crd()))
+    spec = StageRolloutSpec.model_validate(example["spec"])
+    assert spec.target is None and set(spec.environments) == {"staging", "production"}
+    production = spec.environments["production"]
+    assert production.kubeconfig_secret is not None
+    assert production.kubeconfig_secret.key == "kubeconfig"
+
+
+def test_a_spec_without_any_target_is_refused_by_the_models() -> None:
+    with pytest.raises(ValidationError, match=r"give spec\.target, or spec\.environments"):
+        StageRolloutSpec.model_validate({"plan": {"name": "p"}})
+    with pytest.raises(ValidationError, match="is not a lowercase name"):
+        StageRolloutSpec.model_validate(
+            {"plan": {"name": "p"}, "environments": {"../x": {"target": {"configMap": "f"}}}}
+        )

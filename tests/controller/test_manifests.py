@@ -33,6 +33,7 @@ TENANT_MODULES = {
     "controller/kube/plan_sources.py",
     "controller/kube/prometheus_refs.py",
     "controller/kube/baseline_sources.py",
+    "controller/kube/environments.py",
 }
 """Modules that are handed only the impersonated connection of a rollout (Tenant.api)."""
 VERBS = {

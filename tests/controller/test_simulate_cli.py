@@ -22,7 +22,7 @@ def test_simulate_defaults_print_the_happy_path_timeline_ending_at_4() -> None:
     assert lines[0].startswith("simulating plan stage-validation-v3")
     assert lines[1].split() == ["time", "from", "to", "trigger", "why"]
     assert re.search(
-        r"\n\+\d+d \d\d:\d\d +3@50 \(awaiting_approval\) +3@100 \(applying\) +promote +all gates passed; approved by alice@example.com",
+        r"\n\+\d+d \d\d:\d\d +3@50 \(awaiting_approval\) +3@100 \(applying\) \[production\] +promote +all gates passed; approved by alice@example.com",
         result.output,
     )
     assert "tick 1m" in lines[0]

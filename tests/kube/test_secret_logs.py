@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from controller.kube.api import CONFIGMAPS, KubeApi
+from controller.kube.api import CONFIGMAPS, ROLLOUTS, KubeApi
 from controller.kube.reconciler import Reconciler
 from controller.notifications import NotificationSink, Notifier
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
@@ -176,3 +176,44 @@ def test_kubernetes_tokens_and_response_bodies_stay_out_of_the_logs(
     assert flags.get("database-password") == CONFIGMAP_SECRET
     assert flags.get("STAGE_VALIDATION_MODE") == "warn", "the reconciler never wrote the target"
     assert_clean(captured, KUBE_TOKEN, CONFIGMAP_SECRET)
+
+
+def test_a_kubeconfig_token_stays_out_of_logs_and_conditions_whatever_its_cluster_answers(
+    captured: io.StringIO, kube_emulator: Callable[..., KubeEmulator]
+) -> None:
+    """A hostile "cluster" behind a rollout's kubeconfig answers with a long body quoting
+    the token it was sent; neither the operator's log nor the rollout's condition repeats it."""
+    from tests.kube.test_environments import (
+        condition,
+        env_world,
+        kubeconfig,
+        kubeconfig_secret,
+        staging_namespace,
+        with_environments,
+    )
+
+    token = "kubeconfig-token-Rt41mm"
+    hostile, url = serve(f'{{"message": "{token} {"x" * 5000}"}}'.encode(), 500)
+    try:
+        world = env_world(kube_emulator(rollout_delay=0.05))
+        kubeconfig_secret(world, "prod-cluster", kubeconfig(url, {"token": token}))
+        production = {
+            "target": {"configMap": "flags"},
+            "kubeconfigSecret": {"name": "prod-cluster"},
+        }
+        with_environments(world, {"staging": staging_namespace(world), "production": production})
+        reconciler = world.reconciler()
+        world.tick(reconciler)
+        # Where the rollout stands in production, each tick reads the hostile cluster.
+        rollout = world.rollout()
+        status = {**rollout["status"], "step": "e@50", "state": "soaking"}
+        world.api.replace_status(
+            ROLLOUTS, world.namespace, world.name, {**rollout, "status": status}
+        )
+        world.tick(reconciler, advance=timedelta(minutes=1))
+    finally:
+        hostile.shutdown()
+    valid = condition(world, "Valid")
+    assert valid["reason"] == "ClusterError" and "HTTP 500" in valid["message"], valid
+    assert token not in valid["message"] and len(valid["message"]) < 600
+    assert_clean(captured, token)
