@@ -29,8 +29,10 @@ from typing import Any
 _TOLERANCE = 0.0005
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SPECIAL = {"NaN": math.nan, "+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf}
-# Every value of a series at once, joined by newlines: only finite decimal numbers.
-_FINITE_LINES = re.compile(f"(?:{_NUMBER.pattern})(?:\n(?:{_NUMBER.pattern}))*")
+# Every value of a series at once, joined by newlines: only finite decimal numbers. The
+# repeat is possessive: a plain one keeps a backtracking point per line (27 MiB of
+# regex stack for a 1 MiB answer), and a line admits one split only anyway.
+_FINITE_LINES = re.compile(f"(?:{_NUMBER.pattern})(?:\n(?:{_NUMBER.pattern}))*+")
 _STAMP_TYPES = frozenset({int, float})
 _EXCERPT = 60
 
