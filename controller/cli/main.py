@@ -6,7 +6,6 @@ input of any kind ends with exit status 2 and one message saying what is wrong.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -15,11 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-
-# The controller uses no pydantic plugin, and looking for them scans the metadata of
-# every installed package when the first model is built (a tenth of `simulate`'s
-# start-up). Setting the variable, even to an empty value, restores the search.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from controller.catalog import (
     DEFAULT_PLAN,
