@@ -9,8 +9,11 @@ needed by 10 rollouts.
 
 One tick is `source.prefetch(every request, at)` (the distinct windows read once,
 concurrently), then `summarize` + `phases.needs.judge` for every rollout. It prints
-the wall time (target: <= 0.5 s) and the number of queries sent (target: exactly
-100); nothing is asserted.
+the wall time (target: <= 0.5 s), the number of queries sent (target: exactly
+100), and the CPU the tick cost this process and the Prometheus server: on a
+shared machine wall time follows the load, while the CPU seconds say what the
+tick would take on two idle cores (at best their sum over two). Nothing is
+asserted.
 
     .venv/bin/python bench/prometheus_gates.py
 """
@@ -149,10 +152,13 @@ def main() -> None:
 
         source = PrometheusSource(PrometheusSettings(url=server.url), plan.evaluation.resolution)
         walls: list[float] = []
+        client_cpu: list[float] = []
+        server_cpu: list[float] = []
         try:
             for tick in range(TICKS):
                 when = at - timedelta(minutes=TICKS - 1 - tick)
                 sent = source.queries_sent
+                cpu_before, server_before = time.process_time(), server.cpu_seconds()
                 started = time.perf_counter()
                 source.prefetch(requests, when)
                 fetched = time.perf_counter()
@@ -169,10 +175,13 @@ def main() -> None:
                     outcomes.update(verdict.outcome.value for verdict in gates.values())
                 wall = time.perf_counter() - started
                 walls.append(wall)
+                client_cpu.append(time.process_time() - cpu_before)
+                server_cpu.append(server.cpu_seconds() - server_before)
                 queries = source.queries_sent - sent
                 print(
                     f"tick {tick + 1}: {wall:.3f} s wall ({fetched - started:.3f} s prefetch, "
-                    f"{wall - (fetched - started):.3f} s summarize+judge), {queries} queries sent "
+                    f"{wall - (fetched - started):.3f} s summarize+judge), CPU {client_cpu[-1]:.3f} s "
+                    f"here + {server_cpu[-1]:.2f} s Prometheus, {queries} queries sent "
                     f"(target 100: {'met' if queries == distinct == 100 else 'NOT met'}), "
                     f"verdicts {dict(outcomes)}"
                 )
@@ -191,6 +200,16 @@ def main() -> None:
         f"median tick: {median:.3f} s for {len(requests)} evaluations "
         f"(target <= 0.5 s: {'met' if median <= 0.5 else 'NOT met'}); first tick {walls[0]:.3f} s"
     )
+    here, there = statistics.median(client_cpu), statistics.median(server_cpu)
+    print(
+        f"median CPU per tick: {here:.3f} s here, {there:.2f} s Prometheus "
+        f"(on two idle cores at best {(here + there) / 2:.3f} s wall); load {load_average()}"
+    )
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (Linux)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

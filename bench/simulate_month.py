@@ -9,7 +9,9 @@ year with the tick engine once (slow: about 20 s), the time to load a year of
 two-hourly points; and the wall time of
 `stagectl simulate` for happy-path (start-up included). Targets: the month in
 <= 1 s of engine time, the year in <= 0.1 s with the event engine, the
-happy-path command in < 2 s. Nothing is asserted.
+happy-path command in < 2 s. For the year it also prints the CPU spent inside
+`phases.decide` (a separate run), the part no engine can skip per decision.
+Nothing is asserted.
 
     .venv/bin/python bench/simulate_month.py
 """
@@ -25,10 +27,14 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from unittest.mock import patch
 
+from controller import driving
 from controller.catalog import load_plan, load_scenario
 from controller.sim.scenario import parse_scenario
 from controller.sim.simulation import Engine, SimulationResult, simulate
+from phases.decide import Decision, decide
 
 HERE = Path(__file__).parent
 YEAR = timedelta(days=365)
@@ -54,6 +60,23 @@ def traced_peak_mib(run: Callable[[], SimulationResult]) -> float:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20
+
+
+def decide_seconds(run: Callable[[], SimulationResult]) -> float:
+    """CPU spent inside the decision core during one run (the rest is the engine's own)."""
+    spent = 0.0
+
+    def timed_decide(*args: Any, **kwargs: Any) -> Decision:
+        nonlocal spent
+        started = time.process_time()
+        try:
+            return decide(*args, **kwargs)
+        finally:
+            spent += time.process_time() - started
+
+    with patch.object(driving, "decide", timed_decide):
+        run()
+    return spent
 
 
 def noisy_year_text() -> str:
@@ -104,6 +127,11 @@ def main() -> None:
         f"{result.decisions:,} decisions for {result.ticks:,} ticks, {len(result.transitions)} "
         f"transitions (target <= 0.1 s: {'met' if cpu <= 0.1 else 'NOT met'}); loading it {loading:.3f} s"
     )
+    deciding = decide_seconds(lambda: simulate(plan, year))
+    print(
+        f"  of which phases.decide alone: {deciding:.3f} s CPU "
+        f"({deciding / busy.decisions * 1e6:.0f} us a decision; a separate timed run)"
+    )
     quiet = load_scenario("approval-withheld", plan).model_copy(update={"duration": YEAR})
     result, cpu, wall = timed(lambda: simulate(plan, quiet), 5)
     print(
@@ -139,6 +167,7 @@ def main() -> None:
         f"stagectl simulate (happy-path) wall, start-up included: median {statistics.median(walls):.2f} s, "
         f"range {min(walls):.2f}-{max(walls):.2f} s over 5 (target < 2 s)"
     )
+    print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

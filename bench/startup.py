@@ -2,8 +2,10 @@
 
 Runs each command many times as a user would (a new interpreter each time, the
 installed `stagectl` script) and prints the median, the fastest and the slowest
-wall time, then the import time of the CLI module as `python -X importtime`
-reports it. Targets: `--help` <= 0.15 s, `simulate` <= 0.4 s. Nothing is asserted.
+wall time, the median CPU time of the child (user + system: on a shared machine
+wall time follows the load, CPU time much less), then the import time of the CLI
+module as `python -X importtime` reports it, and the load average. Targets (wall):
+`--help` <= 0.15 s, `simulate` <= 0.4 s. Nothing is asserted.
 
     .venv/bin/python bench/startup.py [RUNS]
 """
@@ -11,6 +13,7 @@ reports it. Targets: `--help` <= 0.15 s, `simulate` <= 0.4 s. Nothing is asserte
 from __future__ import annotations
 
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,14 +25,17 @@ COMMANDS = ((("--help",), 0.15), (("simulate",), 0.4))
 _IMPORT_LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)")
 
 
-def wall_times(arguments: tuple[str, ...], runs: int) -> list[float]:
-    """Wall time of each of `runs` runs of stagectl with `arguments`."""
-    walls = []
+def run_times(arguments: tuple[str, ...], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and child CPU time of each of `runs` runs of stagectl with `arguments`."""
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run([str(STAGECTL), *arguments], check=True, stdout=subprocess.DEVNULL)
         walls.append(time.perf_counter() - started)
-    return walls
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
 
 
 def import_milliseconds(module: str) -> float:
@@ -49,20 +55,22 @@ def import_milliseconds(module: str) -> float:
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    wall_times(("--help",), 2)  # warm the page cache and the bytecode
+    run_times(("--help",), 2)  # warm the page cache and the bytecode
     for arguments, target in COMMANDS:
-        walls = wall_times(arguments, runs)
+        walls, cpus = run_times(arguments, runs)
         median = statistics.median(walls)
         print(
             f"stagectl {' '.join(arguments)}: median {median:.3f} s, fastest {min(walls):.3f} s, "
             f"slowest {max(walls):.3f} s over {runs} runs "
-            f"(target <= {target} s: {'met' if median <= target else 'NOT met'})"
+            f"(target <= {target} s: {'met' if median <= target else 'NOT met'}); "
+            f"CPU median {statistics.median(cpus):.3f} s"
         )
     imports = [import_milliseconds("controller.cli.main") for _ in range(5)]
     print(
         f"import controller.cli.main: median {statistics.median(imports):.0f} ms "
         f"(range {min(imports):.0f}-{max(imports):.0f} ms over 5 runs)"
     )
+    print(f"load average: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

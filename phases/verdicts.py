@@ -55,7 +55,7 @@ class WindowSummary:
         cls, query: str, window: timedelta, values: list[float], largest_gap: timedelta
     ) -> WindowSummary:
         """Summarise evenly meaningful samples (one series) found over the window."""
-        finite = [value for value in values if math.isfinite(value)]
+        finite = list(filter(math.isfinite, values))
         if not values:
             return cls(query=query, window=window, series=0, largest_gap=window)
         return cls(

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from controller.cli.errors import fail
 from controller.files import SMALL_FILE_BYTES, FileUnusable, read_text
-from phases.durations import format_duration, parse_duration
-from phases.numbers import short
 
 __all__ = [
     "checked_moment",
@@ -27,6 +25,13 @@ __all__ = [
 ]
 
 
+def _short(text: str) -> str:
+    """`phases.numbers.short`, imported when a message needs it (it brings pydantic)."""
+    from phases.numbers import short as excerpt
+
+    return excerpt(text)
+
+
 def duration_option(
     option: str,
     text: str,
@@ -35,14 +40,17 @@ def duration_option(
     at_most: timedelta | None = None,
 ) -> timedelta:
     """A duration option such as `--tick 5m`, within [at_least, at_most]."""
+    # Imported here: the duration types pull in pydantic, which `--help` does not need.
+    from phases.durations import format_duration, parse_duration
+
     try:
         value = parse_duration(text)
     except ValueError as error:
-        fail(f"{option} {short(text)}: {error}")
+        fail(f"{option} {_short(text)}: {error}")
     if value < at_least:
-        fail(f"{option} {short(text)}: must be at least {format_duration(at_least)}")
+        fail(f"{option} {_short(text)}: must be at least {format_duration(at_least)}")
     if at_most is not None and value > at_most:
-        fail(f"{option} {short(text)}: must be at most {format_duration(at_most)}")
+        fail(f"{option} {_short(text)}: must be at most {format_duration(at_most)}")
     return value
 
 
@@ -52,7 +60,7 @@ def checked_moment(option: str, text: str, moment: datetime) -> datetime:
 
     if not EARLIEST_START <= moment.astimezone(UTC) <= LATEST_START:
         fail(
-            f"{option} {short(text)}: must lie between {EARLIEST_START:%Y-%m-%d} and "
+            f"{option} {_short(text)}: must lie between {EARLIEST_START:%Y-%m-%d} and "
             f"{LATEST_START:%Y-%m-%d}"
         )
     return moment
@@ -61,6 +69,7 @@ def checked_moment(option: str, text: str, moment: datetime) -> datetime:
 def tick_count(option: str, start: datetime, end: datetime, tick: timedelta) -> int:
     """How many ticks [start, end] makes at `tick`; refused up front past MAX_TICKS."""
     from controller.sim.scenario import MAX_TICKS
+    from phases.durations import format_duration
 
     count = int((end - start) / tick)
     if count > MAX_TICKS:
@@ -82,14 +91,14 @@ def readable_file(option: str, path: Path, *, limit: int = SMALL_FILE_BYTES) -> 
 def writable_file(option: str, path: Path) -> Path:
     """A file the command will write: its directory exists and may be written."""
     if path.is_dir():
-        fail(f"{option} {short(str(path))} is a directory, not a file")
+        fail(f"{option} {_short(str(path))} is a directory, not a file")
     writable_directory(option, path.parent if str(path.parent) else Path("."), create=False)
     return path
 
 
 def writable_directory(option: str, path: Path, *, create: bool = True) -> Path:
     """A directory the command will write into, created when allowed and absent."""
-    shown = short(str(path))
+    shown = _short(str(path))
     try:
         if create and not path.exists():
             path.mkdir(parents=True)

@@ -6,7 +6,6 @@ input of any kind ends with exit status 2 and one message saying what is wrong.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 
 from controller.catalog import (
     DEFAULT_PLAN,
@@ -163,6 +161,8 @@ def plan_show(
     if output is TableOrYaml.yaml:
         document = loaded.model_dump(mode="json", by_alias=True, exclude_defaults=True)
         typer.echo(f"# plan hash {loaded.content_hash}")
+        import yaml
+
         typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
     else:
         typer.echo(plan_table(loaded))
@@ -351,6 +351,8 @@ def _print_forecast(
 
         plot_forecast(result, plot)
     if output is TableOrJson.json:
+        import json
+
         typer.echo(json.dumps({"scenario": scenario.name, **forecast_document(result)}, indent=2))
         return
     typer.echo(f"forecast of plan {plan.name} ({plan.short_hash}) over scenario {scenario.name}")
@@ -365,6 +367,8 @@ def _print_run(
     from controller.rendering import run_document, run_table
 
     if output is TableOrJson.json:
+        import json
+
         typer.echo(json.dumps({**run_document(result), **extra}, indent=2))
     else:
         typer.echo(title)

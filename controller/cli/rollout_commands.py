@@ -7,14 +7,12 @@ status 2 and one sentence.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from controller.cli.errors import fail
 from controller.cli.waiting import WaitGoal, parse_goal, wait_until
@@ -82,8 +80,12 @@ def _run(action: Callable[[], Any]) -> Any:
 
 def _print(document: Any, output: Output, table: Callable[[Any], str]) -> None:
     if output is Output.json:
+        import json
+
         typer.echo(json.dumps(document, indent=2, default=str))
     elif output is Output.yaml:
+        import yaml
+
         typer.echo(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), nl=False)
     else:
         typer.echo(table(document))

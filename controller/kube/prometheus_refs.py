@@ -20,14 +20,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 
+from controller.files import FileUnusable, read_text
 from controller.kube.api import SECRETS
 from controller.kube.resources import BUNDLED_PLAN_NAME, PrometheusSpec
 from controller.kube.tenancy import Refused, Tenant
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
+from phases.documents import DocumentError, compose
 from phases.durations import Duration
 from phases.needs import AlertReading
 from phases.plan import Plan
@@ -57,13 +58,17 @@ class EndpointConfig(BaseModel):
 def load_endpoints(path: Path) -> dict[str, PrometheusSettings]:
     """`name: {url, timeout, caFile, bearerTokenFile, basicAuthUser, ...}` from a YAML file.
 
-    ValueError names the file, the endpoint and the field that is wrong."""
+    The file goes through the one file reader (regular file, size cap, UTF-8) and the
+    depth-bounded YAML composer. ValueError, in one line, names the file, the endpoint
+    and the field that is wrong."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ValueError(f"{path}: {error.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not YAML: {str(error).splitlines()[0]}") from None
+        _root, raw = compose(read_text(path, "endpoints file"), str(path), "endpoints file")
+    except FileUnusable as error:
+        raise ValueError(str(error)) from None
+    except DocumentError as error:
+        problem = error.problems[0]
+        line = f" (line {problem.line})" if problem.line is not None else ""
+        raise ValueError(f"{path}: not YAML{line}: {problem.message}") from None
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: expected a mapping of endpoint names to settings")
     endpoints: dict[str, PrometheusSettings] = {}

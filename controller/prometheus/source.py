@@ -18,12 +18,13 @@ Every failure becomes a summary with a precise error, which the core judges as
 from __future__ import annotations
 
 import math
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from itertools import pairwise
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -355,11 +356,14 @@ def summarize_samples(
         return WindowSummary(query=query, window=window, series=0, largest_gap=window)
     step = max(resolution.total_seconds(), 1.0)
     start, end = (at - window).timestamp(), at.timestamp()
-    gaps = [points[0][0] - start, end - points[-1][0]]
-    gaps += [later - earlier - step for (earlier, _), (later, _) in pairwise(points)]
+    stamps, values = zip(*points, strict=True)
+    gaps = [stamps[0] - start, end - stamps[-1]]
+    if len(stamps) > 1:
+        # The widest spacing less one step: the largest hole between two samples.
+        gaps.append(max(map(operator.sub, islice(stamps, 1, None), stamps)) - step)
     largest = max(0.0, *gaps)
     return WindowSummary.of_values(
-        query, window, [value for _ts, value in points], timedelta(seconds=round(largest, 3))
+        query, window, list(values), timedelta(seconds=round(largest, 3))
     )
 
 

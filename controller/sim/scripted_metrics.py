@@ -35,6 +35,19 @@ def _run_start(runs: list[tuple[float, float]], end: float) -> float | None:
     return began
 
 
+def _merged(intervals: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Sorted [from, to) intervals joined where they overlap or touch: starts and ends."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for start, end in intervals:
+        if ends and start <= ends[-1]:
+            ends[-1] = max(ends[-1], end)
+        elif end > start:
+            starts.append(start)
+            ends.append(end)
+    return starts, ends
+
+
 Timeline = tuple[list[float], list[float | None]]
 
 
@@ -47,7 +60,7 @@ class ScriptedMetrics:
         self._outages = sorted(
             (o.start.total_seconds(), o.end.total_seconds()) for o in scenario.outages
         )
-        self._outages_end = max((end for _start, end in self._outages), default=0.0)
+        self._down_starts, self._down_ends = _merged(self._outages)
         self._timelines = {name: self._fold(points) for name, points in scenario.signals.items()}
         self._alerts = [
             (a.name, a.start.total_seconds(), a.end.total_seconds()) for a in scenario.alerts
@@ -98,9 +111,8 @@ class ScriptedMetrics:
         return seconds
 
     def _down(self, offset: float) -> bool:
-        if not self._outages or offset < self._outages[0][0] or offset >= self._outages_end:
-            return False
-        return any(start <= offset < end for start, end in self._outages)
+        index = bisect_right(self._down_starts, offset) - 1
+        return index >= 0 and offset < self._down_ends[index]
 
     def value_at(self, signal: str, at: datetime) -> float | None:
         """The scripted value of a signal at a moment (None: no data)."""

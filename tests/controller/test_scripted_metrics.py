@@ -76,3 +76,27 @@ def test_alerts_fire_only_within_their_interval_and_when_asked_for() -> None:
 def test_average_is_time_weighted_over_present_data() -> None:
     assert M.average("s", "q", T0, T0 + timedelta(hours=2)) == 2.0
     assert M.average("s", "q", T0 + timedelta(hours=2), T0 + timedelta(hours=3)) is None
+
+
+def test_overlapping_and_touching_outages_are_down_exactly_over_their_union() -> None:
+    scenario = parse_scenario(
+        """
+name: t
+signals:
+  s: [{at: 0s, value: 1.0}]
+outages:
+  - {from: 5h, to: 6h}
+  - {from: 1h, to: 3h}
+  - {from: 2h, to: 2h30m}
+  - {from: 3h, to: 4h}
+""",
+        source="t",
+    )
+    metrics = ScriptedMetrics(scenario, timedelta(minutes=1))
+    minutes = [59, 60, 135, 179, 180, 239, 240, 299, 300, 359, 360]
+    down = {60, 135, 179, 180, 239, 300, 359}
+    for minute in minutes:
+        read = metrics.summarize(
+            "s", "q", timedelta(minutes=1), scenario.start + timedelta(minutes=minute)
+        )
+        assert (read.error is not None) == (minute in down), minute

@@ -50,7 +50,40 @@ def test_a_bad_endpoints_file_is_one_line_naming_the_endpoint_and_field(
 
 def test_a_missing_endpoints_file_says_so(tmp_path: Path) -> None:
     code, _out, err = run("--prometheus-endpoints", str(tmp_path / "none.yaml"))
-    assert code == 2 and "none.yaml: No such file or directory" in err
+    assert code == 2 and "none.yaml does not exist" in err
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{before}'] * 10)}]\n"
+    for before, name in zip("abcde", "bcdef", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ("a: " + "[" * 200 + "]" * 200, "nested deeper than 64 levels"),
+        ("team-a: {url: 'http://p:9090'}\nteam-a: {url: 'http://q:9090'}\n", "appears twice"),
+        (LAUGHS, "its aliases expand to more than 200000 values"),
+        (b"team-a: {url: '\xff'}", "is not UTF-8 text: byte 15"),
+        ("#" * (1024 * 1024 + 1), "is larger than 1 MiB"),
+        (None, "is a directory, not a file"),
+    ],
+)
+def test_a_hostile_endpoints_file_is_refused_in_one_line(
+    tmp_path: Path, content: str | bytes | None, phrase: str
+) -> None:
+    path = tmp_path / "endpoints.yaml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    code, out, err = run("--prometheus-endpoints", str(path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("stagectl: --prometheus-endpoints ")
+    assert phrase in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("name", ["../kube-system", "System:Admin", "a b"])

@@ -7,11 +7,22 @@ inputs a real Prometheus cannot be made to send on demand.
 from __future__ import annotations
 
 import email.utils
+import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from controller.prometheus.answers import RangeAsked, UnusableAnswer, read_instant, read_range
+from controller.prometheus.answers import (
+    RangeAsked,
+    UnusableAnswer,
+    points_in_bulk,
+    points_one_by_one,
+    read_instant,
+    read_range,
+)
 from controller.prometheus.transport import AnswerBudget, QueryFailed, retry_after_seconds
 
 ASKED = RangeAsked(start=1000.0, end=1060.0, step=15.0)
@@ -74,3 +85,94 @@ def test_the_answer_budget_refuses_past_its_limit_and_frees_what_is_given_back()
         budget.take(50)
     budget.give(60)
     budget.take(100)
+
+
+def test_a_value_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(UnusableAnswer, match="not a number"):
+        read_range(matrix({"metric": {}, "values": [[1000, "1\n"]]}), ASKED)
+
+
+GRID = RangeAsked(start=1000.0, end=1000.0 + 60 * 40, step=60.0)
+HOSTILE_STAMPS = st.sampled_from([True, None, "1060", 10**400, math.nan, math.inf, -math.inf])
+# Moved by these, a stamp stays in order but may leave the grid (0.0004 is within tolerance).
+NUDGES = st.sampled_from([0.3, -0.3, 0.0004, -0.0004, 0.0006, -0.0006, 30, 60.0])
+HOSTILE_VALUES = st.sampled_from(
+    [
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "Inf",
+        "1e400",
+        "nan",
+        "inf",
+        " 1",
+        "1\n",
+        "\n1",
+        "1\n2",
+        "1_0",
+        "٠",
+        "",
+        1,
+    ]
+)
+ORDINARY_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**20), 10**20).map(str),
+    st.sampled_from(["0", "0.0004", ".5", "5.", "+1e-3", "-2E+4"]),
+)
+
+
+@st.composite
+def grid_points(draw: st.DrawFn) -> list[Any]:
+    """Points on GRID's steps, in order, some left out; stamps as ints or floats."""
+    steps = sorted(draw(st.sets(st.integers(0, 40), max_size=41)))
+    stamp = st.sampled_from([int, float])
+    return [[draw(stamp)(1000 + 60 * k), draw(ORDINARY_VALUES)] for k in steps]
+
+
+@st.composite
+def broken_points(draw: st.DrawFn) -> list[Any]:
+    """Grid points with a few of their stamps, values or pairs made hostile."""
+    points = draw(grid_points())
+    for _ in range(draw(st.integers(1, 3)) if points else 0):
+        index = draw(st.integers(0, len(points) - 1))
+        part = draw(st.sampled_from(["stamp", "nudge", "value", "pair", "swap", "outside"]))
+        if not (isinstance(points[index], list) and len(points[index]) == 2):
+            continue
+        if part == "stamp":
+            points[index][0] = draw(HOSTILE_STAMPS)
+        elif part == "nudge":
+            points[index][0] = float(points[index][0]) + draw(NUDGES)
+        elif part == "value":
+            points[index][1] = draw(HOSTILE_VALUES)
+        elif part == "pair":
+            points[index] = draw(st.sampled_from([[], [1000], [1000, "1", "2"], {}, "1000,1"]))
+        elif part == "swap":
+            points.insert(index, list(points[index]))
+        elif draw(st.booleans()):
+            points.insert(0, [GRID.start - 60, "0"])
+        else:
+            points.append([GRID.end + 60, "0"])
+    return points
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(grid_points())
+def test_ordinary_series_are_read_in_bulk_with_the_numbers_read_one_by_one(
+    values: list[Any],
+) -> None:
+    assert points_in_bulk(values, GRID) == points_one_by_one(values, GRID, "series 1")
+
+
+@settings(max_examples=500, deadline=None, database=None, derandomize=True)
+@given(broken_points())
+def test_the_bulk_reader_accepts_nothing_the_point_by_point_reader_refuses(
+    values: list[Any],
+) -> None:
+    bulk = points_in_bulk(values, GRID)
+    try:
+        one_by_one = points_one_by_one(values, GRID, "series 1")
+    except UnusableAnswer:
+        assert bulk is None
+    else:
+        assert bulk is None or bulk == one_by_one

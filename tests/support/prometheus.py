@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import signal
 import socket
@@ -152,6 +153,13 @@ class PrometheusServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU the running server has used so far (Linux /proc)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def write_config(self) -> Path:
         """Write the configuration file the server starts (or reloads) with."""
