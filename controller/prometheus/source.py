@@ -359,7 +359,11 @@ def summarize_samples(
     gaps += [later - earlier - step for (earlier, _), (later, _) in pairwise(points)]
     largest = max(0.0, *gaps)
     return WindowSummary.of_values(
-        query, window, [value for _ts, value in points], timedelta(seconds=round(largest, 3))
+        query,
+        window,
+        [value for _ts, value in points],
+        timedelta(seconds=round(largest, 3)),
+        points=tuple(points),
     )
 
 
