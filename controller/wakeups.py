@@ -1,0 +1,85 @@
+"""One-shot ticks at the moment a rollout's decision can change, on top of the regular pass.
+
+After each reconcile the operator hands the decision's wake-up moment
+(`phases.wakeups.next_wakeup`) to `WakeUps.plan`, which keeps one pending
+APScheduler date job per rollout: a newer decision replaces it (it saw more),
+a decision with no moment removes it. The job calls the operator's `tick_now`.
+
+The tick runs `margin` after the moment: the comparisons that flip there are
+strict, and the sample that completes the evidence must be in Prometheus. When
+a trigger's window turned bad somewhere between two samples of the last read,
+the first wake-up can come before the evidence is complete; that tick reads again
+and finds the next moment, so the rollout is ticked every `margin` until the
+evidence is complete, which bounds the latency by `margin` plus the tick itself.
+Set the margin to the scrape interval: a query's value changes only with a scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.triggers.date import DateTrigger
+
+DEFAULT_MARGIN = timedelta(seconds=5)
+
+
+class Scheduler(Protocol):
+    """The two methods of an APScheduler scheduler that wake-ups use."""
+
+    def add_job(self, func: Callable[..., Any], trigger: Any = ..., **options: Any) -> Any: ...
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None: ...
+
+
+class WakeUps:
+    """Keeps, for each rollout, one pending tick at its next wake-up moment."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        tick: Callable[[str, str], object],
+        *,
+        margin: timedelta = DEFAULT_MARGIN,
+    ) -> None:
+        self._scheduler = scheduler
+        self._tick = tick
+        self.margin = margin
+        self.planned: dict[tuple[str, str], datetime] = {}
+        """The pending wake-up of each rollout (for tests and the status display)."""
+
+    @staticmethod
+    def job_id(namespace: str, name: str) -> str:
+        return f"wake:{namespace}/{name}"
+
+    def plan(self, namespace: str, name: str, moment: datetime | None, now: datetime) -> None:
+        """Tick the rollout `margin` after `moment` (at the earliest `margin` after `now`)."""
+        key = (namespace, name)
+        if moment is None:
+            self.cancel(namespace, name)
+            return
+        run_at = max(moment, now) + self.margin
+        if self.planned.get(key) == run_at:
+            return
+        self._scheduler.add_job(
+            self._run,
+            DateTrigger(run_date=run_at),
+            args=(namespace, name),
+            id=self.job_id(namespace, name),
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+        self.planned[key] = run_at
+
+    def cancel(self, namespace: str, name: str) -> None:
+        if self.planned.pop((namespace, name), None) is None:
+            return
+        with contextlib.suppress(JobLookupError):  # it ran, or is running, already
+            self._scheduler.remove_job(self.job_id(namespace, name))
+
+    def _run(self, namespace: str, name: str) -> None:
+        self.planned.pop((namespace, name), None)
+        self._tick(namespace, name)
