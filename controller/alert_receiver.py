@@ -9,7 +9,8 @@ the rollouts concerned and changes no decision.
 The body is hostile: its size is capped (413), it must be JSON of the payload's
 shape within a small depth and count (400, with one line saying what is wrong),
 and with a token file the request must carry `Authorization: Bearer <token>` (401).
-A refused request ticks nothing; no answer carries a traceback.
+A refused request ticks nothing; no answer carries a traceback. A standby replica
+answers 503, so that Alertmanager sends the alerts again, possibly to the leader.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class Receiver:
     rollouts_naming: Callable[[frozenset[str]], list[tuple[str, str]]]
     tick: Callable[[str, str], None]
     token: str | None = None
+    leading: Callable[[], bool] = lambda: True
+    """False on a standby replica: it answers 503 so that Alertmanager retries (the
+    Service may send the retry to the leader) instead of a 200 that ticked nothing."""
 
     def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
         """The HTTP status and one-line answer for one POST."""
@@ -136,6 +140,8 @@ class Receiver:
             firing = firing_alerts(body)
         except PayloadError as error:
             return error.status, str(error)
+        if not self.leading():
+            return 503, "not the leader: send the alerts again"
         targets = self.rollouts_naming(firing) if firing else []
         for namespace, name in targets:
             self.tick(namespace, name)

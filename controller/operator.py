@@ -430,7 +430,10 @@ class Operator:
         self.telemetry_server = server
         if self.settings.alert_webhook_port is not None:
             receiver = Receiver(
-                self.rollouts_naming, self.tick_soon, self.settings.alert_webhook_token
+                self.rollouts_naming,
+                self.tick_soon,
+                self.settings.alert_webhook_token,
+                leading=self._may_write,
             )
             self.alert_server = serve_alert_receiver(
                 receiver, self.settings.metrics_host, self.settings.alert_webhook_port

@@ -220,3 +220,10 @@ def test_over_http_a_body_announced_too_large_is_refused_unread(
         answer = connection.recv(4096).decode()
     assert answer.startswith("HTTP/1.0 413") or answer.startswith("HTTP/1.1 413")
     assert recorder.ticked == []
+
+
+def test_a_standby_replica_answers_503_so_that_alertmanager_retries() -> None:
+    recorder = Recorder()
+    standby = Receiver(recorder.naming, recorder.tick, leading=lambda: False)
+    status, _ = standby.handle(WEBHOOK_PATH, {}, payload(("HighErrorRate", "firing")))
+    assert (status, recorder.ticked) == (503, [])
