@@ -17,6 +17,8 @@ Set the margin to the scrape interval: a query's value changes only with a scrap
 from __future__ import annotations
 
 import contextlib
+import itertools
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -36,7 +38,12 @@ class Scheduler(Protocol):
 
 
 class WakeUps:
-    """Keeps, for each rollout, one pending tick at its next wake-up moment."""
+    """Keeps, for each rollout, one pending tick at its next wake-up moment.
+
+    Each wake-up is a job of its own id: a wake-up planned while the last one of the
+    same rollout still runs must not count as a second instance of it (APScheduler
+    would skip it).
+    """
 
     def __init__(
         self,
@@ -48,38 +55,51 @@ class WakeUps:
         self._scheduler = scheduler
         self._tick = tick
         self.margin = margin
-        self.planned: dict[tuple[str, str], datetime] = {}
-        """The pending wake-up of each rollout (for tests and the status display)."""
+        self._jobs: dict[tuple[str, str], tuple[datetime, str]] = {}
+        self._lock = threading.Lock()
+        self._sequence = itertools.count()
 
-    @staticmethod
-    def job_id(namespace: str, name: str) -> str:
-        return f"wake:{namespace}/{name}"
+    @property
+    def planned(self) -> dict[tuple[str, str], datetime]:
+        """The pending wake-up of each rollout (for tests and logs)."""
+        with self._lock:
+            return {key: run_at for key, (run_at, _job) in self._jobs.items()}
 
     def plan(self, namespace: str, name: str, moment: datetime | None, now: datetime) -> None:
         """Tick the rollout `margin` after `moment` (at the earliest `margin` after `now`)."""
-        key = (namespace, name)
         if moment is None:
             self.cancel(namespace, name)
             return
+        key = (namespace, name)
         run_at = max(moment, now) + self.margin
-        if self.planned.get(key) == run_at:
-            return
+        with self._lock:
+            pending = self._jobs.get(key)
+            if pending is not None and pending[0] == run_at:
+                return
+            job_id = f"wake:{namespace}/{name}:{next(self._sequence)}"
+            self._jobs[key] = (run_at, job_id)
+        if pending is not None:
+            self._remove(pending[1])
         self._scheduler.add_job(
             self._run,
             DateTrigger(run_date=run_at),
-            args=(namespace, name),
-            id=self.job_id(namespace, name),
-            replace_existing=True,
+            args=(namespace, name, job_id),
+            id=job_id,
             misfire_grace_time=None,
         )
-        self.planned[key] = run_at
 
     def cancel(self, namespace: str, name: str) -> None:
-        if self.planned.pop((namespace, name), None) is None:
-            return
-        with contextlib.suppress(JobLookupError):  # it ran, or is running, already
-            self._scheduler.remove_job(self.job_id(namespace, name))
+        with self._lock:
+            pending = self._jobs.pop((namespace, name), None)
+        if pending is not None:
+            self._remove(pending[1])
 
-    def _run(self, namespace: str, name: str) -> None:
-        self.planned.pop((namespace, name), None)
+    def _remove(self, job_id: str) -> None:
+        with contextlib.suppress(JobLookupError):  # it ran, or is running, already
+            self._scheduler.remove_job(job_id)
+
+    def _run(self, namespace: str, name: str, job_id: str) -> None:
+        with self._lock:
+            if self._jobs.get((namespace, name), (None, ""))[1] == job_id:
+                del self._jobs[(namespace, name)]
         self._tick(namespace, name)

@@ -50,7 +50,7 @@ def next_wakeup(
         *_trigger_moments(plan, step, status, observations, now),
     ]
     if status.state in _READY and status.paused_at is None:
-        moments += _gate_moments(step, status, observations)
+        moments += _gate_moments(step, status, observations, now)
         moments += _approval_moments(status, observations, now)
         moments += _window_moments(plan.promotion_window, now)
     return min((m for m in moments if m >= now), default=None)
@@ -91,7 +91,7 @@ def _trigger_moments(
             yield floor + reach
         verdict = observations.triggers.get(trigger.key)
         if verdict is not None and verdict.changes_after is not None:
-            yield verdict.changes_after
+            yield _not_before(verdict.changes_after, now)
 
 
 def _evidence_reach(plan: Plan, trigger: TriggerSpec) -> timedelta | None:
@@ -104,7 +104,7 @@ def _evidence_reach(plan: Plan, trigger: TriggerSpec) -> timedelta | None:
 
 
 def _gate_moments(
-    step: Step, status: RolloutStatus, observations: Observations
+    step: Step, status: RolloutStatus, observations: Observations, now: datetime
 ) -> Iterator[datetime]:
     """When a failing gate's last bad sample leaves its window."""
     if status.in_effect_at is None:
@@ -114,7 +114,13 @@ def _gate_moments(
             continue  # instant: it changes when an alert does (the webhook's part)
         verdict = observations.gates.get(gate.key)
         if verdict is not None and not verdict.passed and verdict.changes_after is not None:
-            yield verdict.changes_after
+            yield _not_before(verdict.changes_after, now)
+
+
+def _not_before(changes_after: datetime, now: datetime) -> datetime:
+    """A verdict's moment lies within its window after `now`; one a little before `now` is
+    the window's first sample, its time rounded to the millisecond Prometheus was sent."""
+    return max(changes_after, now)
 
 
 def _approval_moments(

@@ -145,6 +145,27 @@ def test_a_wake_up_before_the_evidence_is_complete_finds_the_next_moment() -> No
     assert again == early
 
 
+def test_a_window_start_rounded_to_the_millisecond_still_wakes_at_once() -> None:
+    # Prometheus is sent times in milliseconds: the window's first sample can be 0.4 ms older
+    # than `now` less the window, and the moment it leaves the window is then just before `now`.
+    now = T0 + timedelta(hours=2, minutes=5, microseconds=400)
+    trigger = STEP_B.triggers[0]
+    first = now - timedelta(minutes=5, microseconds=400)
+
+    def errors(at: datetime) -> float:
+        return 0.001 if at == first else 0.2
+
+    points = tuple((t.timestamp(), errors(t)) for t in (first + k * MINUTE for k in range(6)))
+    summary = WindowSummary.of_values(
+        "error_ratio", timedelta(minutes=5), [v for _t, v in points], timedelta(0), points
+    )
+    assert isinstance(trigger, SignalTrigger)
+    verdict = judge_trigger(trigger, summary, {}, timedelta(minutes=5))
+    assert verdict.changes_after is not None and verdict.changes_after < now
+    status = at_b(in_effect=timedelta(hours=1))
+    assert next_wakeup(PLAN, status, seen(triggers={trigger.key: verdict}), now) == now
+
+
 def test_a_healthy_trigger_cannot_fail_before_its_newest_sample_leaves_the_window() -> None:
     now = T0 + timedelta(hours=2, minutes=10)
     status = at_b(in_effect=timedelta(hours=1))
