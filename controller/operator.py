@@ -354,7 +354,7 @@ class Operator:
         return self._reconcile(namespace, name, self.clock.now())
 
     def tick_soon(self, namespace: str, name: str) -> None:
-        """Queue an immediate tick of one rollout (watch events, alert webhooks)."""
+        """Queue an immediate tick of one rollout (an alert webhook), as a watch event does."""
         self.scheduler.add_job(
             self.tick_now,
             args=(namespace, name),
@@ -413,7 +413,12 @@ class Operator:
                         return
                     target = self.handle_event(kind, event_type, obj)
                     if target is not None:
-                        self.tick_soon(*target)
+                        self.scheduler.add_job(
+                            self.tick_now,
+                            args=target,
+                            id=f"now:{target[0]}/{target[1]}",
+                            replace_existing=True,
+                        )
                 backoff = 1.0
             except KubeError as error:
                 if error.status != 410:
