@@ -17,9 +17,10 @@ from enum import StrEnum
 from phases.durations import format_duration
 from phases.plan import AdaptiveThreshold, Comparator, SignalGate, SignalTrigger, Threshold
 
-POINTS_KEPT = 360
-"""Samples a summary keeps with their times: a trigger's `for` or a short gate window at
-the usual resolution, not a 48 h gate (whose verdict rarely turns within a pass)."""
+POINTS_KEPT = 120
+"""Samples a summary keeps with their times: a trigger's `for` or a 30m gate window at the
+usual resolution, not a 24 h one (summaries live on in the verdict memo of `phases.needs`,
+so this bounds the memory they hold)."""
 
 
 class Outcome(StrEnum):
