@@ -30,6 +30,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from controller.alert_receiver import Receiver
+from controller.alert_receiver import serve as serve_alert_receiver
 from controller.clock import SystemClock
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
@@ -43,8 +45,10 @@ from controller.observing import window_requests
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
+from controller.wakeups import DEFAULT_MARGIN, WakeUps
 from phases.actions import StartJob
 from phases.plan import Plan
+from phases.wakeups import alerts_named
 
 log = logging.getLogger("stage_rollout.operator")
 NOT_LEADER = "not the leader: nothing written"
@@ -79,6 +83,14 @@ class OperatorSettings:
     unsafe_trust_records: bool = False
     """Believe approvers and command authors without the admission policy. Unsafe: anyone
     who may create a StageApproval can then sign as anyone."""
+    wakeups: bool = True
+    """Tick a rollout when its decision can next change, on top of the regular pass."""
+    wakeup_margin: timedelta = DEFAULT_MARGIN
+    """How long after that moment to tick (about the scrape interval; see controller.wakeups)."""
+    alert_webhook_port: int | None = None
+    """Port of the Alertmanager webhook receiver (None: not served; 0: any free port)."""
+    alert_webhook_token: str | None = None
+    """The bearer token the receiver requires, when given."""
 
     def endpoints(self) -> PrometheusEndpoints:
         named = dict(self.prometheus_endpoints)
@@ -144,6 +156,8 @@ class Operator:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
             timezone="UTC",
         )
+        self.wakeups = WakeUps(self.scheduler, self.tick_now, margin=settings.wakeup_margin)
+        self.alert_server: ThreadingHTTPServer | None = None
 
     # leadership and sources ----------------------------------------------------
 
@@ -287,6 +301,10 @@ class Operator:
             self.notifier.notify(namespace, name, outcome.decision.events, now)
         self._last_tick[(namespace, name)] = now
         self._log_outcome(f"{namespace}/{name}", outcome)
+        if self.settings.wakeups and outcome.wrote_status:
+            self.wakeups.plan(namespace, name, outcome.wake_at, now)
+        elif outcome.problem == "rollout no longer exists":
+            self.wakeups.cancel(namespace, name)
         return outcome
 
     def _log_outcome(self, key: str, outcome: Outcome) -> None:
@@ -334,6 +352,25 @@ class Operator:
         if not self._may_write():
             return None
         return self._reconcile(namespace, name, self.clock.now())
+
+    def tick_soon(self, namespace: str, name: str) -> None:
+        """Queue an immediate tick of one rollout (an alert webhook), as a watch event does."""
+        self.scheduler.add_job(
+            self.tick_now,
+            args=(namespace, name),
+            id=f"now:{namespace}/{name}",
+            replace_existing=True,
+        )
+
+    def rollouts_naming(self, alerts: frozenset[str]) -> list[tuple[str, str]]:
+        """The rollouts whose plan names one of `alerts` in a trigger or a gate."""
+        found = []
+        now = self.clock.now()
+        for rollout in self.list_rollouts():
+            planned = self.reconciler.plan_tick(rollout, now)
+            if planned is not None and alerts_named(planned[1]) & alerts:
+                found.append((rollout["metadata"]["namespace"], rollout["metadata"]["name"]))
+        return found
 
     # watches -----------------------------------------------------------------------
 
@@ -396,6 +433,16 @@ class Operator:
         """Serve telemetry, elect, schedule, watch; return when `stop` is set."""
         server = self.telemetry.serve(self.settings.metrics_host, self.settings.metrics_port)
         self.telemetry_server = server
+        if self.settings.alert_webhook_port is not None:
+            receiver = Receiver(
+                self.rollouts_naming,
+                self.tick_soon,
+                self.settings.alert_webhook_token,
+                leading=self._may_write,
+            )
+            self.alert_server = serve_alert_receiver(
+                receiver, self.settings.metrics_host, self.settings.alert_webhook_port
+            )
         threads = []
         if self.elector is not None:
             threads.append(
@@ -426,6 +473,8 @@ class Operator:
                 self.elector.release()
             self._pool.shutdown(wait=True)
             server.shutdown()
+            if self.alert_server is not None:
+                self.alert_server.shutdown()
             self.endpoints.close()
             if self.notifier is not None:
                 self.notifier.close()

@@ -11,11 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from phases.durations import format_duration
 from phases.plan import AdaptiveThreshold, Comparator, SignalGate, SignalTrigger, Threshold
+
+POINTS_KEPT = 120
+"""Samples a summary keeps with their times: a trigger's `for` or a 30m gate window at the
+usual resolution, not a 24 h one (summaries live on in the verdict memo of `phases.needs`,
+so this bounds the memory they hold)."""
 
 
 class Outcome(StrEnum):
@@ -45,6 +50,10 @@ class WindowSummary:
     non_finite: int = 0
     series: int = 1
     error: str | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    """The samples as (Unix time, value), for windows of at most `POINTS_KEPT` samples
+    (empty otherwise, or when the source has no sample times): they say when a
+    verdict can next change, never what it is."""
 
     @classmethod
     def failed(cls, query: str, window: timedelta, error: str) -> WindowSummary:
@@ -52,7 +61,12 @@ class WindowSummary:
 
     @classmethod
     def of_values(
-        cls, query: str, window: timedelta, values: list[float], largest_gap: timedelta
+        cls,
+        query: str,
+        window: timedelta,
+        values: list[float],
+        largest_gap: timedelta,
+        points: tuple[tuple[float, float], ...] = (),
     ) -> WindowSummary:
         """Summarise evenly meaningful samples (one series) found over the window."""
         finite = list(filter(math.isfinite, values))
@@ -67,6 +81,7 @@ class WindowSummary:
             last=values[-1],
             largest_gap=largest_gap,
             non_finite=len(values) - len(finite),
+            points=points if len(points) <= POINTS_KEPT else (),
         )
 
 
@@ -82,6 +97,10 @@ class Verdict:
     observed: float | None = None
     threshold: float | None = None
     samples: int = 0
+    changes_after: datetime | None = None
+    """From the samples seen: the verdict cannot turn (a trigger to `fail`, a gate to `pass`)
+    until just after this moment, when the last sample that holds it leaves the window.
+    None when the samples do not say (no sample times, or no such sample)."""
 
     @property
     def passed(self) -> bool:
@@ -150,6 +169,7 @@ def _from_summary(
     summary: WindowSummary,
     threshold: float,
     observed: float | None = None,
+    changes_after: datetime | None = None,
 ) -> Verdict:
     return Verdict(
         name,
@@ -160,7 +180,22 @@ def _from_summary(
         observed=observed,
         threshold=threshold,
         samples=summary.count,
+        changes_after=changes_after,
     )
+
+
+def last_sample_not_holding(
+    summary: WindowSummary, comparator: Comparator, threshold: float
+) -> datetime | None:
+    """The time of the newest sample that is not a finite value satisfying the comparison."""
+    for at, value in reversed(summary.points):
+        if not (math.isfinite(value) and holds(value, comparator, threshold)):
+            return datetime.fromtimestamp(at, UTC)
+    return None
+
+
+def _leaves_window(moment: datetime | None, span: timedelta) -> datetime | None:
+    return None if moment is None else moment + span
 
 
 def judge_gate(
@@ -176,6 +211,10 @@ def judge_gate(
     must still roll back on degradation.)
     """
     threshold, threshold_text = resolve_threshold(gate.threshold, baselines)
+    # A gate can pass only once its last violating (or non-finite) sample left the window.
+    turns = _leaves_window(
+        last_sample_not_holding(summary, gate.comparator, threshold), summary.window
+    )
     problem = _data_problem(summary, gap_tolerance)
     if problem is None and _missing_baseline(gate.threshold, baselines):
         assert isinstance(gate.threshold, AdaptiveThreshold)
@@ -184,7 +223,9 @@ def judge_gate(
             "an adaptive gate needs one"
         )
     if problem is not None:
-        return _from_summary(gate.key, Outcome.UNKNOWN, problem, summary, threshold)
+        return _from_summary(
+            gate.key, Outcome.UNKNOWN, problem, summary, threshold, changes_after=turns
+        )
     worst = summary.maximum if gate.comparator in ("<", "<=") else summary.minimum
     window = format_duration(gate.window)
     if holds(worst, gate.comparator, threshold):
@@ -193,7 +234,7 @@ def judge_gate(
         )
         return _from_summary(gate.key, Outcome.PASS, reason, summary, threshold, worst)
     reason = f"{gate.signal} reached {worst:g} in the last {window}; needs {gate.comparator} {threshold_text}"
-    return _from_summary(gate.key, Outcome.FAIL, reason, summary, threshold, worst)
+    return _from_summary(gate.key, Outcome.FAIL, reason, summary, threshold, worst, turns)
 
 
 def judge_trigger(
@@ -216,7 +257,13 @@ def judge_trigger(
         and not holds(healthiest, trigger.comparator, threshold)
     ):
         reason = f"{trigger.signal} at {healthiest:g} is not {trigger.comparator} {threshold_text}"
-        return _from_summary(trigger.key, Outcome.PASS, reason, summary, threshold, summary.last)
+        # The evidence can be complete only once the last healthy sample left the `for` window.
+        turns = _leaves_window(
+            last_sample_not_holding(summary, trigger.comparator, threshold), trigger.sustained_for
+        )
+        return _from_summary(
+            trigger.key, Outcome.PASS, reason, summary, threshold, summary.last, turns
+        )
     problem = _data_problem(summary, gap_tolerance)
     if problem is not None:
         return _from_summary(trigger.key, Outcome.UNKNOWN, problem, summary, threshold)

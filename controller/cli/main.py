@@ -624,6 +624,29 @@ def run_operator(
             help="YAML mapping of endpoint names to {url, timeout, caFile, bearerTokenFile, basicAuthUser, basicAuthPasswordFile}; rollouts choose one with spec.prometheus.endpoint.",
         ),
     ] = None,
+    wakeup_margin: Annotated[
+        str,
+        typer.Option(
+            "--wakeup-margin",
+            help="Tick a rollout this long after the moment its decision can change (about the "
+            "Prometheus scrape interval); 0s turns those wake-ups off.",
+        ),
+    ] = "5s",
+    alertmanager_webhook_port: Annotated[
+        int | None,
+        typer.Option(
+            "--alertmanager-webhook-port",
+            help="Serve an Alertmanager webhook receiver (POST /alertmanager) on this port: a "
+            "firing alert ticks the rollouts whose plan names it at once.",
+        ),
+    ] = None,
+    alertmanager_webhook_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--alertmanager-webhook-token-file",
+            help="File holding the bearer token the webhook receiver requires.",
+        ),
+    ] = None,
     unsafe_trust_records: Annotated[
         bool,
         typer.Option(
@@ -654,6 +677,9 @@ def run_operator(
         fail("--interval must be at least 1s")
     if not 0 < metrics_port < 65536:
         fail(f"--metrics-port {metrics_port} is not a port number")
+    margin, webhook_token = _wakeup_options(
+        wakeup_margin, alertmanager_webhook_port, alertmanager_webhook_token_file, metrics_port
+    )
     if prometheus_url is not None:
         _prometheus_settings(prometheus_url, "10s", None, None, False)
     endpoints = _endpoints(prometheus_endpoints) if prometheus_endpoints is not None else {}
@@ -680,11 +706,43 @@ def run_operator(
         default_service_account=default_service_account,
         prometheus_endpoints=endpoints,
         unsafe_trust_records=unsafe_trust_records,
+        wakeups=margin > timedelta(0),
+        wakeup_margin=margin,
+        alert_webhook_port=alertmanager_webhook_port,
+        alert_webhook_token=webhook_token,
     )
     operator = Operator(api, settings, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: operator.stop.set())
     signal.signal(signal.SIGINT, lambda *_: operator.stop.set())
     operator.run()
+
+
+def _wakeup_options(
+    margin_text: str, port: int | None, token_file: Path | None, metrics_port: int
+) -> tuple[timedelta, str | None]:
+    """The wake-up margin and the webhook token, or exit 2 naming the bad option."""
+    from controller.alert_receiver import read_token
+    from phases.durations import parse_duration
+
+    try:
+        margin = parse_duration(margin_text)
+    except ValueError as error:
+        fail(f"--wakeup-margin {margin_text!r}: {error}")
+    if margin > timedelta(minutes=10):
+        fail("--wakeup-margin must be at most 10m")
+    if port is not None and not 0 < port < 65536:
+        fail(f"--alertmanager-webhook-port {port} is not a port number")
+    if port is not None and port == metrics_port:
+        fail("--alertmanager-webhook-port must differ from --metrics-port")
+    if token_file is not None and port is None:
+        fail("--alertmanager-webhook-token-file needs --alertmanager-webhook-port")
+    token = None
+    if token_file is not None:
+        try:
+            token = read_token(token_file)
+        except ValueError as error:
+            fail(f"--alertmanager-webhook-token-file: {error}")
+    return margin, token
 
 
 def _endpoints(path: Path) -> dict[str, PrometheusSettings]:

@@ -82,6 +82,7 @@ from phases.observations import JobPhase, Observations
 from phases.plan import Plan
 from phases.status import RolloutStatus, initial_status
 from phases.steps import steps_of
+from phases.wakeups import next_wakeup
 
 log = logging.getLogger("stage_rollout.reconcile")
 CONFLICT_RETRIES = 3
@@ -103,6 +104,8 @@ class Outcome:
     writes: list[str] = field(default_factory=list)
     stage: str = "reading"
     """How far the tick got: reading, observing, deciding, writing status, acting."""
+    wake_at: datetime | None = None
+    """When the decision can next change (`phases.wakeups.next_wakeup`): tick again then."""
 
 
 class Hooks:
@@ -294,6 +297,7 @@ class Reconciler:
         outcome.stage = "deciding"
         decision = decide(plan, status, seen, now)
         target.aim(decision.status)
+        outcome.wake_at = next_wakeup(plan, decision.status, seen, now)
         try:
             lacking = self._missing_right(decision.actions, target, tenant)
         except Refused as refusal:

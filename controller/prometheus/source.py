@@ -52,7 +52,7 @@ from controller.prometheus.transport import (
 )
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
-from phases.verdicts import AlertHistory, WindowSummary
+from phases.verdicts import POINTS_KEPT, AlertHistory, WindowSummary
 
 __all__ = [
     "RETRY_STATUSES",
@@ -363,7 +363,11 @@ def summarize_samples(
         gaps.append(max(map(operator.sub, islice(stamps, 1, None), stamps)) - step)
     largest = max(0.0, *gaps)
     return WindowSummary.of_values(
-        query, window, list(values), timedelta(seconds=round(largest, 3))
+        query,
+        window,
+        list(values),
+        timedelta(seconds=round(largest, 3)),
+        points=tuple(points) if len(points) <= POINTS_KEPT else (),
     )
 
 

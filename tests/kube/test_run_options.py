@@ -104,3 +104,32 @@ def test_an_endpoints_file_gives_named_settings_with_the_admins_files(tmp_path: 
     assert str(endpoints["team-a"].bearer_token_file) == "/var/run/token"
     assert endpoints["team-a"].timeout.total_seconds() == 5
     assert endpoints["shared"].basic_auth_user == "u"
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--wakeup-margin", "soon"], "--wakeup-margin 'soon': invalid duration"),
+        (["--wakeup-margin", "1h"], "--wakeup-margin must be at most 10m"),
+        (
+            ["--alertmanager-webhook-port", "70000"],
+            "--alertmanager-webhook-port 70000 is not a port",
+        ),
+        (
+            ["--alertmanager-webhook-port", "8080"],
+            "--alertmanager-webhook-port must differ from --metrics-port",
+        ),
+        (
+            ["--alertmanager-webhook-token-file", "/t"],
+            "--alertmanager-webhook-token-file needs --alertmanager-webhook-port",
+        ),
+        (
+            ["--alertmanager-webhook-port", "9094", "--alertmanager-webhook-token-file", "/none"],
+            "--alertmanager-webhook-token-file: token file /none",
+        ),
+    ],
+)
+def test_bad_wake_up_and_webhook_options_are_one_line(args: list[str], phrase: str) -> None:
+    code, out, err = run(*args)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert phrase in err and "Traceback" not in err

@@ -1,0 +1,105 @@
+"""One-shot ticks at the moment a rollout's decision can change, on top of the regular pass.
+
+After each reconcile the operator hands the decision's wake-up moment
+(`phases.wakeups.next_wakeup`) to `WakeUps.plan`, which keeps one pending
+APScheduler date job per rollout: a newer decision replaces it (it saw more),
+a decision with no moment removes it. The job calls the operator's `tick_now`.
+
+The tick runs `margin` after the moment: the comparisons that flip there are
+strict, and the sample that completes the evidence must be in Prometheus. When
+a trigger's window turned bad somewhere between two samples of the last read,
+the first wake-up can come before the evidence is complete; that tick reads again
+and finds the next moment, so the rollout is ticked every `margin` until the
+evidence is complete, which bounds the latency by `margin` plus the tick itself.
+Set the margin to the scrape interval: a query's value changes only with a scrape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.triggers.date import DateTrigger
+
+DEFAULT_MARGIN = timedelta(seconds=5)
+
+
+class Scheduler(Protocol):
+    """The two methods of an APScheduler scheduler that wake-ups use."""
+
+    def add_job(self, func: Callable[..., Any], trigger: Any = ..., **options: Any) -> Any: ...
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None: ...
+
+
+class WakeUps:
+    """Keeps, for each rollout, one pending tick at its next wake-up moment.
+
+    Each wake-up is a job of its own id: a wake-up planned while the last one of the
+    same rollout still runs must not count as a second instance of it (APScheduler
+    would skip it).
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        tick: Callable[[str, str], object],
+        *,
+        margin: timedelta = DEFAULT_MARGIN,
+    ) -> None:
+        self._scheduler = scheduler
+        self._tick = tick
+        self.margin = margin
+        self._jobs: dict[tuple[str, str], tuple[datetime, str]] = {}
+        self._lock = threading.Lock()
+        self._sequence = itertools.count()
+
+    @property
+    def planned(self) -> dict[tuple[str, str], datetime]:
+        """The pending wake-up of each rollout (for tests and logs)."""
+        with self._lock:
+            return {key: run_at for key, (run_at, _job) in self._jobs.items()}
+
+    def plan(self, namespace: str, name: str, moment: datetime | None, now: datetime) -> None:
+        """Tick the rollout `margin` after `moment` (at the earliest `margin` after `now`)."""
+        if moment is None:
+            self.cancel(namespace, name)
+            return
+        key = (namespace, name)
+        run_at = max(moment, now) + self.margin
+        with self._lock:
+            pending = self._jobs.get(key)
+            if pending is not None and pending[0] == run_at:
+                return
+            job_id = f"wake:{namespace}/{name}:{next(self._sequence)}"
+            self._jobs[key] = (run_at, job_id)
+        if pending is not None:
+            self._remove(pending[1])
+        self._scheduler.add_job(
+            self._run,
+            DateTrigger(run_date=run_at),
+            args=(namespace, name, job_id),
+            id=job_id,
+            misfire_grace_time=None,
+        )
+
+    def cancel(self, namespace: str, name: str) -> None:
+        with self._lock:
+            pending = self._jobs.pop((namespace, name), None)
+        if pending is not None:
+            self._remove(pending[1])
+
+    def _remove(self, job_id: str) -> None:
+        with contextlib.suppress(JobLookupError):  # it ran, or is running, already
+            self._scheduler.remove_job(job_id)
+
+    def _run(self, namespace: str, name: str, job_id: str) -> None:
+        with self._lock:
+            if self._jobs.get((namespace, name), (None, ""))[1] == job_id:
+                del self._jobs[(namespace, name)]
+        self._tick(namespace, name)
