@@ -153,6 +153,8 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
         except OSError:
             pass
     return "default"
+
+
 def _check_kubeconfig_files(kubeconfig: str) -> None:
     """Each file of a kubeconfig list is a regular UTF-8 file of at most 1 MiB."""
     from pathlib import Path
@@ -199,6 +201,10 @@ class KubeApi:
             if error.not_found:
                 return None
             raise
+
+    def get_fresh(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as the API server has it now, never from a cache (after a conflict)."""
+        return KubeApi.get(self, kind, namespace, name)
 
     def list(
         self, kind: Kind, namespace: str | None, label_selector: str | None = None

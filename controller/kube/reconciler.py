@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -69,9 +70,9 @@ from phases.steps import steps_of
 
 log = logging.getLogger("stage_rollout.reconcile")
 CONFLICT_RETRIES = 3
-STATUS_HEARTBEAT = timedelta(seconds=60)
-"""A status that did not change is written again only this often (it carries lastTickAt)."""
 _VOLATILE = {"last_tick_at", "last_verdicts", "blockers", "conditions"}
+"""Status fields compared in their own way by `_worth_writing` (or not at all: lastTickAt)."""
+_DIGITS = re.compile(r"[0-9.]+")
 
 
 @dataclass
@@ -131,6 +132,11 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
+    def read_through(self, api: KubeApi) -> None:
+        """Read (and write) through `api` from now on: the operator's caching connection."""
+        self._api = api
+        self._tenancy = Tenancy(api, default_service_account=self._tenancy.default_service_account)
+
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
@@ -170,7 +176,8 @@ class Reconciler:
             for attempt in range(CONFLICT_RETRIES):
                 try:
                     known = listed if attempt == 0 else None
-                    if self._tick(namespace, name, now, outcome, known, records):
+                    # After a conflict the rollout is read again from the API server itself.
+                    if self._tick(namespace, name, now, outcome, known, records, fresh=attempt > 0):
                         return outcome
                 except KubeError as error:
                     outcome.problem = str(error)
@@ -191,9 +198,12 @@ class Reconciler:
         outcome: Outcome,
         listed: Mapping[str, Any] | None,
         records: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None,
+        *,
+        fresh: bool = False,
     ) -> bool:
         """One attempt; False when the status write met a conflict and the tick must re-run."""
-        rollout = dict(listed) if listed is not None else self._api.get(ROLLOUTS, namespace, name)
+        read = self._api.get_fresh if fresh else self._api.get
+        rollout = dict(listed) if listed is not None else read(ROLLOUTS, namespace, name)
         if rollout is None or (rollout.get("metadata") or {}).get("name") != name:
             # Gone, or an answer that is not the rollout (e.g. a Status while the API server stops).
             outcome.problem = "rollout no longer exists"
@@ -278,18 +288,20 @@ class Reconciler:
             actuate(decision.actions, now, target=target, jobs=jobs)
             outcome.writes = writes
             return True
-        body = {
-            **rollout,
-            "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        outcome.stage = "writing status"
-        try:
-            written = self._api.replace_status(ROLLOUTS, namespace, name, body)
-        except KubeError as error:
-            if error.conflict:
-                return False
-            raise
-        outcome.wrote_status = True
+        written: Mapping[str, Any] | None = None
+        if _worth_writing(status, new_status, rollout):
+            body = {
+                **rollout,
+                "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            }
+            outcome.stage = "writing status"
+            try:
+                written = self._api.replace_status(ROLLOUTS, namespace, name, body)
+            except KubeError as error:
+                if error.conflict:
+                    return False
+                raise
+            outcome.wrote_status = True
         outcome.decision = decision
         outcome.stage = "acting"
         try:
@@ -443,6 +455,11 @@ class Reconciler:
             current = [Condition.model_validate(c) for c in existing]
         except ValidationError:
             current = []
+        held_already = any(
+            c.type == "Valid" and c.status == "False" and c.message == message for c in current
+        )
+        if held_already and raw.get("observedGeneration") == generation:
+            return True  # said already: nothing to write, nothing to tell again
         updated = set_condition(current, "Valid", "False", reason, message, now, generation)
         raw["conditions"] = [
             c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in updated
@@ -459,9 +476,7 @@ class Reconciler:
             if error.conflict:
                 return False
             raise
-        if not any(
-            c.type == "Valid" and c.status == "False" and c.message == message for c in current
-        ):
+        if not held_already:
             self._event(rollout, reason, message, True, now)
         return True
 
@@ -537,10 +552,12 @@ class Reconciler:
 
 
 def _worth_writing(
-    previous: StageRolloutStatus, new: StageRolloutStatus, rollout: Mapping[str, Any], now: datetime
+    previous: StageRolloutStatus, new: StageRolloutStatus, rollout: Mapping[str, Any]
 ) -> bool:
-    """Write when the decision changed anything, a condition flipped, or the heartbeat is due."""
-    if not rollout.get("status"):
+    """Write when the decision changed anything, a condition or verdict flipped, or a blocker
+    changed in more than its figures. Liveness is the last-tick metric and the Lease, not a
+    status write: a tick that only moves lastTickAt (or a soak's minutes) writes nothing."""
+    if not (rollout.get("status") or {}).get("planHash"):
         return True
     if new.model_dump(exclude=_VOLATILE) != previous.model_dump(exclude=_VOLATILE):
         return True
@@ -548,7 +565,13 @@ def _worth_writing(
         (c.type, c.status, c.reason) for c in previous.conditions
     ]:
         return True
-    return previous.last_tick_at is None or now - previous.last_tick_at >= STATUS_HEARTBEAT
+    if [(v.name, v.role, v.outcome) for v in new.last_verdicts] != [
+        (v.name, v.role, v.outcome) for v in previous.last_verdicts
+    ]:
+        return True
+    return [_DIGITS.sub("#", b) for b in new.blockers] != [
+        _DIGITS.sub("#", b) for b in previous.blockers
+    ]
 
 
 def _trusted_before(status: StageRolloutStatus) -> bool:
