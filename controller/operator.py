@@ -181,6 +181,8 @@ class Operator:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready to lead: rollouts listed, every watch up and, when electing, the Lease reached."""
+        if self._cached(ROLLOUTS) is not None:
+            self.telemetry.ready.set()
         if not self.telemetry.ready.is_set():
             return False, "rollouts not listed yet"
         failing = dict(self._watch_failing)
@@ -249,6 +251,12 @@ class Operator:
             except KubeError as error:
                 log.warning("cache of %s not filled yet: %s", informer.kind.plural, error)
             informer.start(self.stop)
+        listed = caches.find("", ROLLOUTS, self.settings.namespace)
+        for rollout in listed.items() if listed is not None else ():
+            # Known as listed: only a later change of spec (generation) ticks at once.
+            metadata = rollout.get("metadata") or {}
+            key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+            self._generations[key] = int(metadata.get("generation", 0))
         self.caches = caches
         self._reads = CachingApi(self.api, caches)
         self.reconciler.read_through(self._reads)

@@ -191,6 +191,12 @@ class KubeApi:
         user = f"system:serviceaccount:{namespace}:{name}"
         return KubeApi(self._client, timeout_seconds=self._timeout, impersonate=user)
 
+    def detached(self) -> KubeApi:
+        """The same identity on a connection pool of its own (for a long-lived watch)."""
+        own = client.ApiClient(self._client.configuration)
+        own.default_headers.update(self._client.default_headers)
+        return KubeApi(own, timeout_seconds=self._timeout, impersonate=self.impersonating)
+
     # generic verbs ------------------------------------------------------------
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:

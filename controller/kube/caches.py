@@ -68,6 +68,7 @@ class Informer:
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self.api = api
+        self._watch_api = api.detached()
         self.kind = kind
         self.namespace = namespace
         self._on_event = on_event
@@ -213,7 +214,7 @@ class Informer:
     def _watch(self, stop: threading.Event) -> None:
         remaining = self._resync - (time.monotonic() - self._listed_at)
         seconds = max(1, min(self._watch_seconds, int(remaining)))
-        for event_type, obj in self.api.watch(
+        for event_type, obj in self._watch_api.watch(
             self.kind, self.namespace, self.resource_version, timeout_seconds=seconds
         ):
             if stop.is_set():
@@ -241,6 +242,7 @@ class Caches:
         self._lock = threading.Lock()
         self._informers: dict[tuple[str, str, str | None], Informer] = {}
         self._refused: dict[tuple[str, str, str], float] = {}
+        self._starting: dict[tuple[str, str, str], threading.Lock] = {}
         self.tenant_kinds: frozenset[str] = frozenset()
 
     def add(self, informer: Informer) -> Informer:
@@ -272,6 +274,18 @@ class Caches:
         found = self.find(identity, kind, namespace)
         if found is not None:
             return found
+        with self._lock:
+            starting = self._starting.setdefault(
+                (identity, kind.plural, namespace), threading.Lock()
+            )
+        with starting:  # one list per cache, however many ticks ask at once
+            return self.find(identity, kind, namespace) or self._start_tenant(
+                api, identity, kind, namespace
+            )
+
+    def _start_tenant(
+        self, api: KubeApi, identity: str, kind: Kind, namespace: str
+    ) -> Informer | None:
         refused_at = self._refused.get((identity, kind.plural, namespace))
         if refused_at is not None and time.monotonic() - refused_at < PERMISSION_RECHECK_SECONDS:
             return None

@@ -23,6 +23,26 @@ from controller.kube.api import APPROVALS, COMMANDS, KubeApi
 from controller.kube.resources import StageApprovalSpec, StageCommandSpec
 from phases.observations import Approval, Command
 
+_PARSED_LIMIT = 200_000
+_parsed: dict[tuple[str, str, str], Any] = {}
+"""Validated specs by (kind, uid, resourceVersion): records are immutable (the admission
+policy refuses updates), so a record read again each pass is validated once."""
+
+
+def _validated(item: Mapping[str, Any], kind: str, model: type[Any], raw: Any) -> Any:
+    metadata = item.get("metadata") or {}
+    uid, version = str(metadata.get("uid", "")), str(metadata.get("resourceVersion", ""))
+    if not uid or not version:
+        return model.model_validate(raw)
+    key = (kind, uid, version)
+    found = _parsed.get(key)
+    if found is None:
+        found = model.model_validate(raw)
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        _parsed[key] = found
+    return found
+
 
 def _created(item: Mapping[str, Any]) -> datetime:
     return datetime.fromisoformat(str(item["metadata"]["creationTimestamp"]).replace("Z", "+00:00"))
@@ -111,7 +131,7 @@ class KubePeople:
             if trust is not None and trust.vetted_since and _created(item) < trust.vetted_since:
                 continue
             try:
-                records.append((item, model.model_validate(raw)))
+                records.append((item, _validated(item, kind, model, raw)))
             except ValidationError as error:
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])

@@ -24,9 +24,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
@@ -69,6 +69,9 @@ from phases.status import RolloutStatus, initial_status
 from phases.steps import steps_of
 
 log = logging.getLogger("stage_rollout.reconcile")
+_Model = TypeVar("_Model", bound=BaseModel)
+_PARSED_LIMIT = 50_000
+"""Parsed specs and statuses kept by (uid, resourceVersion); cleared when full."""
 CONFLICT_RETRIES = 3
 _VOLATILE = {"last_tick_at", "last_verdicts", "blockers", "conditions"}
 """Status fields compared in their own way by `_worth_writing` (or not at all: lastTickAt)."""
@@ -130,6 +133,7 @@ class Reconciler:
         self._dry_run = dry_run
         self._hooks = hooks or Hooks()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._parsed_parts: dict[tuple[str, str, str], BaseModel] = {}
         self._locks_guard = threading.Lock()
 
     def read_through(self, api: KubeApi) -> None:
@@ -149,7 +153,7 @@ class Reconciler:
         """The spec, plan and needs of a rollout as it stands, or None when it is unusable."""
         namespace = str((rollout.get("metadata") or {}).get("namespace", ""))
         try:
-            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+            spec = self._spec(rollout)
             plan = self._plan(spec, self._tenancy.admit(namespace, spec))
         except Exception:
             # Its own tick reports what is wrong; planning only skips its prefetch.
@@ -210,7 +214,7 @@ class Reconciler:
             return True
         generation = int(rollout["metadata"].get("generation", 0))
         try:
-            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+            spec = self._spec(rollout)
         except ValidationError as error:
             return self._hold(
                 rollout, "SpecInvalid", _describe_validation("spec", error), now, outcome
@@ -369,11 +373,28 @@ class Reconciler:
             return NoPrometheus()
         return self._endpoints.source(settings, plan)
 
+    def _spec(self, rollout: Mapping[str, Any]) -> StageRolloutSpec:
+        """The validated spec (models are frozen: one copy per rollout version is enough)."""
+        return self._parsed(rollout, "spec", StageRolloutSpec)
+
+    def _parsed(self, rollout: Mapping[str, Any], part: str, model: type[_Model]) -> _Model:
+        metadata = rollout.get("metadata") or {}
+        key = (str(metadata.get("uid", "")), str(metadata.get("resourceVersion", "")), part)
+        if not key[0] or not key[1]:
+            return model.model_validate(rollout.get(part) or {})
+        found = self._parsed_parts.get(key)
+        if found is None:
+            found = model.model_validate(rollout.get(part) or {})
+            if len(self._parsed_parts) >= _PARSED_LIMIT:
+                self._parsed_parts.clear()
+            self._parsed_parts[key] = found
+        return found  # type: ignore[return-value]
+
     def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
         raw = rollout.get("status") or {}
         if raw.get("planHash") and raw.get("step"):
             try:
-                return StageRolloutStatus.model_validate(raw)
+                return self._parsed(rollout, "status", StageRolloutStatus)
             except ValidationError:
                 log.warning(
                     "unreadable status replaced by a fresh one",
