@@ -252,6 +252,9 @@ class KubeApi:
         """(type, object) events after `resource_version`; KubeError(410) when it is too old."""
         stream = watch.Watch()
         method, args = self._list_method(kind, namespace)
+        # The generated list methods do not send this connection's headers: as a
+        # ServiceAccount, the watch must say so itself, or it would run as the operator.
+        headers = {IMPERSONATE_USER: self.impersonating} if self.impersonating else {}
         try:
             for event in stream.stream(
                 method,
@@ -259,6 +262,7 @@ class KubeApi:
                 resource_version=resource_version,
                 timeout_seconds=timeout_seconds,
                 allow_watch_bookmarks=True,
+                _headers=headers,
             ):
                 raw = event.get("raw_object") or event.get("object")
                 if event.get("type") == "ERROR":
