@@ -263,7 +263,9 @@ def run(
             operator._pool.submit = inline  # type: ignore[method-assign]
             profile = cProfile.Profile()
             outcomes = profile.runcall(operator.tick_all)
-            pstats.Stats(profile).sort_stats("tottime").print_stats(45)
+            pstats.Stats(profile).sort_stats(
+                os.environ.get("OPERATOR_PASS_PROFILE_SORT", "tottime")
+            ).print_stats(45)
         else:
             outcomes = operator.tick_all()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

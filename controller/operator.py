@@ -9,17 +9,17 @@ and StageCommands trigger an immediate tick for the rollout concerned, which is
 how an approval of a ready step promotes within a second.
 
 With `--leader-elect` every replica runs the watches and the elector, and only the
-Lease holder reconciles.
+Lease holder reconciles. A standby is ready (`/readyz` answers 200) while it reaches
+the Lease and its watches are up, so that two replicas show 2/2 ready and a rolling
+upgrade can proceed; which replica leads is the `stage_rollout_leader` metric and
+the `/readyz` body.
 
 `run` (or `start_caches`) keeps list-and-watch caches (`controller.kube.caches`) of
 rollouts, approvals, commands and the admission policies, and of each rollout's
 target as its ServiceAccount where that account may list and watch it: a steady
 pass then reads nothing from the API server, and writes only a status that
 changed. Spent approvals and commands are left out of ticks and deleted after
-`record_retention` (`controller.kube.retention`). A standby is ready (`/readyz` answers 200) while it reaches
-the Lease and its watches are up, so that two replicas show 2/2 ready and a rolling
-upgrade can proceed; which replica leads is the `stage_rollout_leader` metric and
-the `/readyz` body.
+`record_retention` (`controller.kube.retention`).
 """
 
 from __future__ import annotations
@@ -148,7 +148,6 @@ class Operator:
             )
         self.telemetry = Telemetry(may_write=self._may_write, readiness=self.readiness)
         self.telemetry_server: ThreadingHTTPServer | None = None
-        self._watch_failing: dict[str, str] = {}
         self.caches: Caches | None = None
         self._reads: KubeApi = api
         self._trust: Trust | None = None
@@ -185,7 +184,7 @@ class Operator:
             self.telemetry.ready.set()
         if not self.telemetry.ready.is_set():
             return False, "rollouts not listed yet"
-        failing = dict(self._watch_failing)
+        failing: dict[str, str] = {}
         for informer in self.caches.informers() if self.caches else ():
             if informer.failing and informer.api.impersonating is None:
                 failing[informer.kind.plural] = informer.failing
@@ -222,8 +221,6 @@ class Operator:
     def records_trust(self) -> Trust:
         """The last pass's verdict on the admission policies (checked now if none yet)."""
         return self._trust or self.check_records_trust()
-
-    # passes ----------------------------------------------------------------------
 
     # caches ----------------------------------------------------------------------
 
@@ -320,6 +317,8 @@ class Operator:
                 log.warning("spent record not deleted: %s", error)
             return 0
         return 1
+
+    # passes ----------------------------------------------------------------------
 
     def list_rollouts(self) -> list[dict[str, Any]]:
         cached = self._cached(ROLLOUTS)

@@ -455,7 +455,8 @@ class Reconciler:
             "failed_jobs": _failed_jobs(core, seen),
             "commands_rejected": _rejected_commands(previous, decision, now),
         }
-        return StageRolloutStatus.model_validate({**core.model_dump(), **extras})
+        # The core's fields as they are (models already validated), not dumped and re-parsed.
+        return StageRolloutStatus.model_validate({**core.__dict__, **extras})
 
     def _hold(
         self, rollout: Mapping[str, Any], reason: str, message: str, now: datetime, outcome: Outcome
@@ -580,7 +581,7 @@ def _worth_writing(
     status write: a tick that only moves lastTickAt (or a soak's minutes) writes nothing."""
     if not (rollout.get("status") or {}).get("planHash"):
         return True
-    if new.model_dump(exclude=_VOLATILE) != previous.model_dump(exclude=_VOLATILE):
+    if _compared(new) != _compared(previous):
         return True
     if [(c.type, c.status, c.reason) for c in new.conditions] != [
         (c.type, c.status, c.reason) for c in previous.conditions
@@ -593,6 +594,11 @@ def _worth_writing(
     return [_DIGITS.sub("#", b) for b in new.blockers] != [
         _DIGITS.sub("#", b) for b in previous.blockers
     ]
+
+
+def _compared(status: StageRolloutStatus) -> dict[str, Any]:
+    """The fields compared as they are (frozen models compare by value)."""
+    return {k: v for k, v in status.__dict__.items() if k not in _VOLATILE}
 
 
 def _trusted_before(status: StageRolloutStatus) -> bool:
