@@ -70,8 +70,8 @@ from phases.steps import steps_of
 
 log = logging.getLogger("stage_rollout.reconcile")
 _Model = TypeVar("_Model", bound=BaseModel)
-_PARSED_LIMIT = 50_000
-"""Parsed specs and statuses kept by (uid, resourceVersion); cleared when full."""
+_PARSED_LIMIT = 100_000
+"""Parsed specs and statuses, the latest version of each rollout's; cleared when full."""
 CONFLICT_RETRIES = 3
 _VOLATILE = {"last_tick_at", "last_verdicts", "blockers", "conditions"}
 """Status fields compared in their own way by `_worth_writing` (or not at all: lastTickAt)."""
@@ -133,7 +133,7 @@ class Reconciler:
         self._dry_run = dry_run
         self._hooks = hooks or Hooks()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._parsed_parts: dict[tuple[str, str, str], BaseModel] = {}
+        self._parsed_parts: dict[tuple[str, str], tuple[str, BaseModel]] = {}
         self._locks_guard = threading.Lock()
 
     def read_through(self, api: KubeApi) -> None:
@@ -379,16 +379,17 @@ class Reconciler:
 
     def _parsed(self, rollout: Mapping[str, Any], part: str, model: type[_Model]) -> _Model:
         metadata = rollout.get("metadata") or {}
-        key = (str(metadata.get("uid", "")), str(metadata.get("resourceVersion", "")), part)
-        if not key[0] or not key[1]:
+        uid, version = str(metadata.get("uid", "")), str(metadata.get("resourceVersion", ""))
+        if not uid or not version:
             return model.model_validate(rollout.get(part) or {})
-        found = self._parsed_parts.get(key)
-        if found is None:
-            found = model.model_validate(rollout.get(part) or {})
-            if len(self._parsed_parts) >= _PARSED_LIMIT:
-                self._parsed_parts.clear()
-            self._parsed_parts[key] = found
-        return found  # type: ignore[return-value]
+        kept = self._parsed_parts.get((uid, part))
+        if kept is not None and kept[0] == version:
+            return kept[1]  # type: ignore[return-value]
+        found = model.model_validate(rollout.get(part) or {})
+        if len(self._parsed_parts) >= _PARSED_LIMIT:
+            self._parsed_parts.clear()
+        self._parsed_parts[(uid, part)] = (version, found)  # one version per rollout
+        return found
 
     def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
         raw = rollout.get("status") or {}
