@@ -138,6 +138,11 @@ class Informer:
                 if not bucket:
                     self._index.pop(index or "", None)
 
+    def _forget_all(self) -> None:
+        with self._lock:
+            self.synced.clear()
+            self._store, self._index = {}, {}
+
     def relist(self) -> list[tuple[str, Mapping[str, Any]]]:
         """List again; the changes against the cache as (event type, object)."""
         items, version = self.api.list(self.kind, self.namespace)
@@ -168,7 +173,9 @@ class Informer:
             if version:
                 self.resource_version = version
             if event_type in ("ADDED", "MODIFIED"):
-                self._keep(obj)
+                current = self._store.get(_key(obj))
+                if current is None or _version(current) <= _version(obj):
+                    self._keep(obj)  # not older than what the operator itself just wrote
             elif event_type == "DELETED":
                 self._drop(_key(obj))
             else:
@@ -205,6 +212,12 @@ class Informer:
                 if error.status == 410:
                     self._listed_at = 0.0  # too old: re-list, and deliver what changed
                     continue
+                if error.status in (401, 403) and self.api.impersonating:
+                    # The account lost the right: what it was shown is not kept, and its
+                    # reads go back to direct GETs (refused too, if it lost those).
+                    self.failing = str(error)
+                    self._forget_all()
+                    return
                 self.failing = str(error)
                 self._listed_at = 0.0  # what was missed meanwhile comes with the re-list
                 log.warning("watch of %s interrupted: %s", self.kind.plural, error)

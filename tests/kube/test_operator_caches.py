@@ -372,3 +372,27 @@ def test_records_made_by_stagectl_belong_to_the_rollout_and_go_with_it(
         ]
         world.api.delete(ROLLOUTS, "shop", world.name)
         assert world.api.get(APPROVALS, "shop", approval["metadata"]["name"]) is None
+
+
+def test_an_account_that_loses_its_watch_right_leaves_no_cache_behind(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    """What the account was shown is dropped when it may no longer watch: the next
+    pass reads the target directly, as the account, or not at all."""
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        assert operator.caches is not None
+        cached = [i for i in operator.caches.informers() if i.api.impersonating == ACCOUNT_USER]
+        assert {i.kind.plural for i in cached} == {"configmaps", "deployments"}
+        world.api.delete(RBAC_KINDS["RoleBinding"], world.namespace, "stage-rollout-watch")
+        emulator.close_watches()
+        wait_for(lambda: not any(i.synced.is_set() for i in cached), "the caches are dropped")
+        assert all(i.items() == [] for i in cached)
+        since = time.monotonic()
+        time.sleep(1.05)
+        operator.tick_all()
+        reads = sorted((r.verb, r.resource, r.user, r.status) for r in served(emulator, since))
+        assert ("get", "configmaps", ACCOUNT_USER, 200) in reads
+        assert ("get", "deployments", ACCOUNT_USER, 200) in reads
+        assert not any(verb in ("list", "watch") for verb, *_ in reads)
