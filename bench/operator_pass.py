@@ -236,6 +236,10 @@ def run(
         clock=SystemClock(),
     )
     api_calls(emulator)
+    if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start()
     started, cpu = time.perf_counter(), time.process_time()
     operator.start_caches()
     calls = api_calls(emulator)
@@ -290,6 +294,11 @@ def run(
         )
         if reads == 0 and writes == 0:
             steady.append(wall)
+    if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
+        import tracemalloc
+
+        top = tracemalloc.take_snapshot().statistics("lineno")[:15]
+        print("\n".join(str(line) for line in top))
     operator.stop.set()
     best = min(steady) if steady else float("nan")
     print(

@@ -18,7 +18,9 @@ ServiceAccount*, and only when the API server says that account may list and
 watch that kind there; otherwise its reads stay direct GETs as that account. A
 cache never lets the operator see an object its account could not read itself.
 
-Objects handed out are shared with the cache: callers must not mutate them.
+Objects are kept without `metadata.managedFields`, and Deployments without their
+pod spec (a tick reads replicas, template annotations and status); objects
+handed out are shared with the cache: callers must not mutate them.
 """
 
 from __future__ import annotations
@@ -39,6 +41,29 @@ RESYNC_SECONDS = 600.0
 WATCH_SECONDS = 300
 PERMISSION_RECHECK_SECONDS = 300.0
 """How long a tenant kind found unwatchable stays on direct reads before asking again."""
+
+
+def slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object as cached: without managedFields (often its largest part, never read)."""
+    metadata = obj.get("metadata") or {}
+    if "managedFields" not in metadata:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+
+
+def slim_deployment(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A Deployment as a rollout's tick reads it (`target.rollout_state`): its replicas,
+    its pod template's metadata and its status, not the pod spec."""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    kept = {k: v for k, v in spec.items() if k != "template"}
+    kept["template"] = {"metadata": template.get("metadata") or {}}
+    return {**slim(obj), "spec": kept}
+
+
+SLIMMERS: dict[str, Callable[[Mapping[str, Any]], Mapping[str, Any]]] = {
+    "deployments": slim_deployment
+}
 
 
 def _key(obj: Mapping[str, Any]) -> Key:
@@ -73,6 +98,7 @@ class Informer:
         self.namespace = namespace
         self._on_event = on_event
         self._index_of = index
+        self._slim = SLIMMERS.get(kind.plural, slim)
         self._resync = resync_seconds
         self._watch_seconds = watch_seconds
         self._lock = threading.Lock()
@@ -122,6 +148,7 @@ class Informer:
             self._drop((namespace, name))
 
     def _keep(self, obj: Mapping[str, Any]) -> None:
+        obj = self._slim(obj)
         key = _key(obj)
         self._drop(key)
         self._store[key] = obj
