@@ -76,9 +76,11 @@ _CRDS = Kind(
 
 
 def history(now: float) -> list[Series]:
-    start, step = now - 6 * 3600, 60
+    """Six hours of history, and one more ahead: at 10,000 rollouts the first passes take
+    many minutes, and the app must still report its mode when the steady passes run."""
+    start, end, step = now - 6 * 3600, now + 3600, 60
     labels = {"job": "api"}
-    total = counter_samples(start=start, end=now, step=step, per_second=100.0)
+    total = counter_samples(start=start, end=end, step=step, per_second=100.0)
     return [
         Series(
             "stage_validation_validations_total",
@@ -89,14 +91,14 @@ def history(now: float) -> list[Series]:
         Series(
             "stage_validation_errors_total",
             {**labels, "reason": "rejected"},
-            counter_samples(start=start, end=now, step=step, per_second=0.04),
+            counter_samples(start=start, end=end, step=step, per_second=0.04),
             kind="counter",
         ),
         Series("http_requests_total", labels, total, kind="counter"),
         Series(
             "stage_warn_unknown_total",
             labels,
-            counter_samples(start=start, end=now, step=step, per_second=0.1),
+            counter_samples(start=start, end=end, step=step, per_second=0.1),
             kind="counter",
         ),
         *(

@@ -59,6 +59,11 @@ class SpentRule:
         self.commands_done = set(status.get("commandsHandled") or ())
         self.commands_until = _time(status.get("commandsHandledUntil"))
 
+    def predates(self, item: Mapping[str, Any]) -> bool:
+        """Created before the rollout last entered its step: it can never count again."""
+        created = _time((item.get("metadata") or {}).get("creationTimestamp"))
+        return created is not None and self.entered is not None and created < self.entered
+
     def approval_spent(self, item: Mapping[str, Any]) -> bool:
         if not self.started:
             return False
@@ -67,12 +72,8 @@ class SpentRule:
         spec = item.get("spec") or {}
         if (spec.get("rollout") or {}).get("uid") != self.uid:
             return True
-        created = _time((item.get("metadata") or {}).get("creationTimestamp"))
         expires = _time(spec.get("expiresAt"))
-        return bool(
-            (created is not None and self.entered is not None and created < self.entered)
-            or (expires is not None and expires <= self.now)
-        )
+        return self.predates(item) or (expires is not None and expires <= self.now)
 
     def command_spent(self, item: Mapping[str, Any]) -> bool:
         if not self.started:
@@ -93,13 +94,15 @@ def live_records(
 ) -> Records:
     """The records that can still change a decision: those a tick needs to read.
 
-    Only records whose effect on `decide` is nil are left out: consumed or already
-    reported approvals, handled commands. Anything else (even an approval that
-    will be ignored with an Event) is handed on."""
+    Left out: consumed or already reported approvals, approvals created before the
+    rollout's current entry into its step (they never count again; one given for a
+    past step is then not reported as ignored once more), and handled commands. An
+    approval that may yet count, or be reported, is handed on."""
     rule = SpentRule(rollout, now)
-    done = rule.approvals_done
+    if not rule.started:
+        return list(approvals), list(commands)
     return (
-        [a for a in approvals if not rule.started or _id(a) not in done],
+        [a for a in approvals if _id(a) not in rule.approvals_done and not rule.predates(a)],
         [c for c in commands if not rule.command_spent(c)],
     )
 
