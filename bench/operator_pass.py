@@ -12,11 +12,15 @@ Prometheus, every distinct query once for all rollouts).
 For each pass it prints wall time, CPU per rollout, API calls per rollout by verb
 and resource (counted by the emulator), Prometheus queries, and RSS. Each scenario
 runs in a fresh process: N rollouts with no old approvals, and N rollouts with 10
-spent approvals each (for a step the rollout is not at), the ratio of their steady
+old approvals each (for another plan version, created before the rollout started), the ratio of their best steady
 passes printed last.
 
     python bench/operator_pass.py                    # 1,000 rollouts, 0 and 10 old approvals
-    python bench/operator_pass.py --rollouts 10000   # 10,000 (about ten minutes of setup)
+    python bench/operator_pass.py --rollouts 10000   # 10,000 (20-30 minutes on a busy machine)
+    python bench/operator_pass.py --one --rollouts 10000 --with-old 0   # only the first scenario
+
+OPERATOR_PASS_PROFILE=1 profiles the last pass (ticks run inline), and
+OPERATOR_PASS_TRACEMALLOC=1 prints the largest allocations after the passes.
 
 Targets: a steady pass over 10,000 rollouts <= 5 s with zero API reads and zero
 writes, RSS <= 400 MB, and 10 old approvals per rollout within 10 % of none.
