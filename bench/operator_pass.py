@@ -12,8 +12,8 @@ Prometheus, every distinct query once for all rollouts).
 For each pass it prints wall time, CPU per rollout, API calls per rollout by verb
 and resource (counted by the emulator), Prometheus queries, and RSS. Each scenario
 runs in a fresh process: N rollouts with no old approvals, and N rollouts with 10
-old approvals each (for another plan version, created before the rollout started), the ratio of their best steady
-passes printed last.
+old approvals each (for another plan version, created before the rollout started);
+the ratio of their best steady passes is printed last.
 
     python bench/operator_pass.py                    # 1,000 rollouts, 0 and 10 old approvals
     python bench/operator_pass.py --rollouts 10000   # 10,000 (20-30 minutes on a busy machine)
