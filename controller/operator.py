@@ -13,6 +13,13 @@ Lease holder reconciles. A standby is ready (`/readyz` answers 200) while it rea
 the Lease and its watches are up, so that two replicas show 2/2 ready and a rolling
 upgrade can proceed; which replica leads is the `stage_rollout_leader` metric and
 the `/readyz` body.
+
+`run` (or `start_caches`) keeps list-and-watch caches (`controller.kube.caches`) of
+rollouts, approvals, commands and the admission policies, and of each rollout's
+target as its ServiceAccount where that account may list and watch it: a steady
+pass then reads nothing from the API server, and writes only a status that
+changed. Spent approvals and commands are left out of ticks and deleted after
+`record_retention` (`controller.kube.retention`).
 """
 
 from __future__ import annotations
@@ -34,11 +41,25 @@ from controller.alert_receiver import Receiver
 from controller.alert_receiver import serve as serve_alert_receiver
 from controller.clock import SystemClock
 from controller.kube.admission_check import Trust, check_admission
-from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, Kind, KubeApi, KubeError
+from controller.kube.api import (
+    ADMISSION_BINDINGS,
+    ADMISSION_POLICIES,
+    APPROVALS,
+    COMMANDS,
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    JOBS,
+    ROLLOUTS,
+    Kind,
+    KubeApi,
+    KubeError,
+)
+from controller.kube.caches import Caches, CachingApi, Informer
 from controller.kube.leadership import LeaderElector
 from controller.kube.prometheus_refs import DEFAULT_ENDPOINT, PrometheusEndpoints
 from controller.kube.reconciler import Outcome, Reconciler
 from controller.kube.resources import StageRolloutSpec
+from controller.kube.retention import DEFAULT_RETENTION, Records, live_records, spent_records
 from controller.kube.tenancy import Tenancy
 from controller.notifications import Notifier
 from controller.observing import window_requests
@@ -53,8 +74,12 @@ from phases.wakeups import alerts_named
 log = logging.getLogger("stage_rollout.operator")
 NOT_LEADER = "not the leader: nothing written"
 """The problem the reconciler reports on a standby: not an error, never logged."""
-WATCHED: tuple[Kind, ...] = (ROLLOUTS, APPROVALS, COMMANDS)
-"""Kinds listed and watched by `watch_loop` (RBAC grants them list and watch)."""
+WATCHED: tuple[Kind, ...] = (ROLLOUTS, APPROVALS, COMMANDS, ADMISSION_POLICIES, ADMISSION_BINDINGS)
+"""Kinds the operator's own caches list and watch (RBAC grants them list and watch)."""
+_POLICY_KINDS = (ADMISSION_POLICIES, ADMISSION_BINDINGS)
+TENANT_CACHED: tuple[Kind, ...] = (CONFIGMAPS, DEPLOYMENTS, JOBS)
+"""Target kinds cached per namespace as the rollout's account, when it may list and watch them."""
+PRUNE_EVERY = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,8 @@ class OperatorSettings:
     """The ServiceAccount (of each rollout's own namespace) for rollouts without spec.serviceAccountName."""
     prometheus_endpoints: Mapping[str, PrometheusSettings] = field(default_factory=dict)
     """Named endpoints a rollout may choose with spec.prometheus.endpoint."""
+    record_retention: timedelta = DEFAULT_RETENTION
+    """Spent approvals and commands older than this are deleted (status.history keeps the trail)."""
     unsafe_trust_records: bool = False
     """Believe approvers and command authors without the admission policy. Unsafe: anyone
     who may create a StageApproval can then sign as anyone."""
@@ -133,7 +160,8 @@ class Operator:
             )
         self.telemetry = Telemetry(may_write=self._may_write, readiness=self.readiness)
         self.telemetry_server: ThreadingHTTPServer | None = None
-        self._watch_failing: dict[str, str] = {}
+        self.caches: Caches | None = None
+        self._reads: KubeApi = api
         self._trust: Trust | None = None
         self.reconciler = Reconciler(
             api,
@@ -166,9 +194,14 @@ class Operator:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready to lead: rollouts listed, every watch up and, when electing, the Lease reached."""
+        if self._cached(ROLLOUTS) is not None:
+            self.telemetry.ready.set()
         if not self.telemetry.ready.is_set():
             return False, "rollouts not listed yet"
-        failing = dict(self._watch_failing)
+        failing: dict[str, str] = {}
+        for informer in self.caches.informers() if self.caches else ():
+            if informer.failing and informer.api.impersonating is None:
+                failing[informer.kind.plural] = informer.failing
         if failing:
             return False, "; ".join(
                 f"watch of {k} failing: {e}" for k, e in sorted(failing.items())
@@ -192,7 +225,7 @@ class Operator:
 
     def check_records_trust(self) -> Trust:
         """Compare the installed admission policies with the shipped ones (start, every pass)."""
-        trust = check_admission(self.api, unsafe_trust=self.settings.unsafe_trust_records)
+        trust = check_admission(self._reads, unsafe_trust=self.settings.unsafe_trust_records)
         if not trust.trusted and (self._trust is None or self._trust.trusted):
             log.warning("%s", trust.message)
         self._trust = trust
@@ -203,10 +236,110 @@ class Operator:
         """The last pass's verdict on the admission policies (checked now if none yet)."""
         return self._trust or self.check_records_trust()
 
+    # caches ----------------------------------------------------------------------
+
+    def start_caches(self) -> Caches:
+        """List and start watching every cached kind; from now on reads come from the caches.
+
+        A kind that cannot be listed yet is read directly until its cache catches up."""
+        if self.caches is not None:
+            return self.caches
+        caches = Caches(self.stop)
+        caches.tenant_kinds = frozenset(kind.plural for kind in TENANT_CACHED)
+        for kind in WATCHED:
+            caches.add(
+                Informer(
+                    self.api,
+                    kind,
+                    None if kind in _POLICY_KINDS else self.settings.namespace,
+                    on_event=self._on_cache_event,
+                    index=_rollout_index if kind in (APPROVALS, COMMANDS) else None,
+                )
+            )
+        for informer in caches.informers():
+            try:
+                informer.sync()
+            except KubeError as error:
+                log.warning("cache of %s not filled yet: %s", informer.kind.plural, error)
+            informer.start(self.stop)
+        listed = caches.find("", ROLLOUTS, self.settings.namespace)
+        for rollout in listed.items() if listed is not None else ():
+            # Known as listed: only a later change of spec (generation) ticks at once.
+            metadata = rollout.get("metadata") or {}
+            key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+            self._generations[key] = int(metadata.get("generation", 0))
+        self.caches = caches
+        self._reads = CachingApi(self.api, caches)
+        self.reconciler.read_through(self._reads)
+        return caches
+
+    def _cached(self, kind: Kind) -> Informer | None:
+        if self.caches is None:
+            return None
+        return self.caches.find("", kind, self.settings.namespace)
+
+    def _on_cache_event(self, kind: Kind, kind_of_event: str, obj: Mapping[str, Any]) -> None:
+        if kind in _POLICY_KINDS:
+            self.check_records_trust()
+            return
+        target = self.handle_event(kind, kind_of_event, obj)
+        if target is None:
+            return
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self.tick_now, args=target, id=f"now:{target[0]}/{target[1]}", replace_existing=True
+            )
+        else:
+            self._pool.submit(self.tick_now, *target)
+
+    def _records(self, rollout: Mapping[str, Any], now: datetime) -> Records | None:
+        """The rollout's live approvals and commands from the caches (None: read them)."""
+        approvals, commands = self._cached(APPROVALS), self._cached(COMMANDS)
+        if approvals is None or commands is None:
+            return None
+        key = _rollout_key(rollout)
+        return live_records(rollout, approvals.indexed(key), commands.indexed(key), now)
+
+    def prune_records(self) -> int:
+        """Delete spent approvals and commands older than the retention; how many went."""
+        rollouts, approvals, commands = (self._cached(k) for k in (ROLLOUTS, APPROVALS, COMMANDS))
+        if rollouts is None or approvals is None or commands is None or self.settings.dry_run:
+            return 0
+        if not self._may_write():
+            return 0
+        now, deleted = self.clock.now(), 0
+        for rollout in rollouts.items():
+            key = _rollout_key(rollout)
+            retention = self.settings.record_retention
+            spent_approvals = spent_records(rollout, approvals.indexed(key), [], now, retention)
+            spent_commands = spent_records(rollout, [], commands.indexed(key), now, retention)
+            for record in spent_approvals:
+                deleted += self._delete_record(APPROVALS, record)
+            for record in spent_commands:
+                deleted += self._delete_record(COMMANDS, record)
+        return deleted
+
+    def _delete_record(self, kind: Kind, record: Mapping[str, Any]) -> int:
+        metadata = record["metadata"]
+        try:
+            if kind is APPROVALS:
+                self._reads.delete(APPROVALS, metadata["namespace"], metadata["name"])
+            else:
+                self._reads.delete(COMMANDS, metadata["namespace"], metadata["name"])
+        except KubeError as error:
+            if not error.not_found:
+                log.warning("spent record not deleted: %s", error)
+            return 0
+        return 1
+
     # passes ----------------------------------------------------------------------
 
     def list_rollouts(self) -> list[dict[str, Any]]:
-        items, _ = self.api.list(ROLLOUTS, self.settings.namespace)
+        cached = self._cached(ROLLOUTS)
+        if cached is not None:
+            items = [dict(item) for item in cached.items(self.settings.namespace)]
+        else:
+            items, _ = self.api.list(ROLLOUTS, self.settings.namespace)
         self.telemetry.ready.set()
         return items
 
@@ -242,7 +375,12 @@ class Operator:
                 r["metadata"]["namespace"],
                 r["metadata"]["name"],
                 self._pool.submit(
-                    self._reconcile, r["metadata"]["namespace"], r["metadata"]["name"], now
+                    self._reconcile,
+                    r["metadata"]["namespace"],
+                    r["metadata"]["name"],
+                    now,
+                    r if self.caches is not None else None,
+                    self._records(r, now),
                 ),
             )
             for r in rollouts
@@ -291,7 +429,7 @@ class Operator:
         name: str,
         now: datetime,
         listed: Mapping[str, Any] | None = None,
-        records: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+        records: Records | None = None,
     ) -> Outcome:
         started = self.clock.monotonic()
         outcome = self.reconciler.reconcile(namespace, name, now, listed=listed, records=records)
@@ -301,7 +439,9 @@ class Operator:
             self.notifier.notify(namespace, name, outcome.decision.events, now)
         self._last_tick[(namespace, name)] = now
         self._log_outcome(f"{namespace}/{name}", outcome)
-        if self.settings.wakeups and outcome.wrote_status:
+        # A decision was made as the leader, written or not: a steady status is not
+        # rewritten, yet its next moment still has to be planned.
+        if self.settings.wakeups and outcome.decision is not None:
             self.wakeups.plan(namespace, name, outcome.wake_at, now)
         elif outcome.problem == "rollout no longer exists":
             self.wakeups.cancel(namespace, name)
@@ -351,7 +491,11 @@ class Operator:
         """An immediate tick for one rollout (watch events); nothing while not leading."""
         if not self._may_write():
             return None
-        return self._reconcile(namespace, name, self.clock.now())
+        now = self.clock.now()
+        cached = self._cached(ROLLOUTS)
+        listed = cached.get(namespace, name) if cached is not None else None
+        records = self._records(listed, now) if listed is not None else None
+        return self._reconcile(namespace, name, now, listed, records)
 
     def tick_soon(self, namespace: str, name: str) -> None:
         """Queue an immediate tick of one rollout (an alert webhook), as a watch event does."""
@@ -397,36 +541,6 @@ class Operator:
         rollout = ((obj.get("spec") or {}).get("rollout") or {}).get("name")
         return (namespace, str(rollout)) if rollout else None
 
-    def watch_loop(self, kind: Kind) -> None:
-        """Watch one kind until stopped; relist on 410 Gone; back off on errors."""
-        backoff = 1.0
-        while not self.stop.is_set():
-            try:
-                _items, version = self.api.list(kind, self.settings.namespace)
-                self._watch_failing.pop(kind.plural, None)
-                if kind is ROLLOUTS:
-                    self.telemetry.ready.set()
-                for event_type, obj in self.api.watch(
-                    kind, self.settings.namespace, version, timeout_seconds=300
-                ):
-                    if self.stop.is_set():
-                        return
-                    target = self.handle_event(kind, event_type, obj)
-                    if target is not None:
-                        self.scheduler.add_job(
-                            self.tick_now,
-                            args=target,
-                            id=f"now:{target[0]}/{target[1]}",
-                            replace_existing=True,
-                        )
-                backoff = 1.0
-            except KubeError as error:
-                if error.status != 410:
-                    self._watch_failing[kind.plural] = str(error)
-                    log.warning("watch of %s interrupted: %s", kind.plural, error)
-                    self.stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-
     # running -----------------------------------------------------------------------
 
     def run(self) -> None:
@@ -450,14 +564,14 @@ class Operator:
                     target=self.elector.run, args=(self.stop,), name="leader", daemon=True
                 )
             )
-        for kind in WATCHED:
-            threads.append(
-                threading.Thread(
-                    target=self.watch_loop, args=(kind,), name=f"watch-{kind.plural}", daemon=True
-                )
-            )
         for thread in threads:
             thread.start()
+        self.start_caches()
+        self.scheduler.add_job(
+            self.prune_records,
+            IntervalTrigger(seconds=PRUNE_EVERY.total_seconds()),
+            id="prune-records",
+        )
         self.scheduler.add_job(
             self.tick_all,
             IntervalTrigger(seconds=self.settings.granularity.total_seconds()),
@@ -478,3 +592,15 @@ class Operator:
             self.endpoints.close()
             if self.notifier is not None:
                 self.notifier.close()
+
+
+def _rollout_index(record: Mapping[str, Any]) -> str | None:
+    """namespace/rollout of an approval or command, from its spec.rollout.name."""
+    name = ((record.get("spec") or {}).get("rollout") or {}).get("name")
+    return f"{(record.get('metadata') or {}).get('namespace', '')}/{name}" if name else None
+
+
+def _rollout_key(rollout: Mapping[str, Any]) -> str:
+    """The index key of a rollout's records."""
+    metadata = rollout.get("metadata") or {}
+    return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"

@@ -57,6 +57,12 @@ class Telemetry(Hooks):
             labels,
             registry=self.registry,
         )
+        self.last_tick = Gauge(
+            "stage_rollout_last_tick_timestamp_seconds",
+            "When the rollout was last reconciled (its status is written only when it changes)",
+            labels,
+            registry=self.registry,
+        )
         self.stalled = Gauge(
             "stage_rollout_stalled",
             "1 while the rollout is stalled",
@@ -144,6 +150,8 @@ class Telemetry(Hooks):
         self.percent.labels(namespace, name).set(status.enforcement_percent)
         self.stalled.labels(namespace, name).set(1 if status.state is StepState.STALLED else 0)
         self._export_baselines(namespace, name, status)
+        if status.last_tick_at is not None:
+            self.last_tick.labels(namespace, name).set(status.last_tick_at.timestamp())
         for record in status.last_verdicts:
             self.verdicts.labels(namespace, name, record.role, record.name, record.outcome).inc()
             if record.outcome == "unknown" and (

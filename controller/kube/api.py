@@ -191,6 +191,12 @@ class KubeApi:
         user = f"system:serviceaccount:{namespace}:{name}"
         return KubeApi(self._client, timeout_seconds=self._timeout, impersonate=user)
 
+    def detached(self) -> KubeApi:
+        """The same identity on a connection pool of its own (for a long-lived watch)."""
+        own = client.ApiClient(self._client.configuration)
+        own.default_headers.update(self._client.default_headers)
+        return KubeApi(own, timeout_seconds=self._timeout, impersonate=self.impersonating)
+
     # generic verbs ------------------------------------------------------------
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
@@ -201,6 +207,10 @@ class KubeApi:
             if error.not_found:
                 return None
             raise
+
+    def get_fresh(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as the API server has it now, never from a cache (after a conflict)."""
+        return KubeApi.get(self, kind, namespace, name)
 
     def list(
         self, kind: Kind, namespace: str | None, label_selector: str | None = None
@@ -242,6 +252,9 @@ class KubeApi:
         """(type, object) events after `resource_version`; KubeError(410) when it is too old."""
         stream = watch.Watch()
         method, args = self._list_method(kind, namespace)
+        # The generated list methods do not send this connection's headers: as a
+        # ServiceAccount, the watch must say so itself, or it would run as the operator.
+        headers = {IMPERSONATE_USER: self.impersonating} if self.impersonating else {}
         try:
             for event in stream.stream(
                 method,
@@ -249,6 +262,7 @@ class KubeApi:
                 resource_version=resource_version,
                 timeout_seconds=timeout_seconds,
                 allow_watch_bookmarks=True,
+                _headers=headers,
             ):
                 raw = event.get("raw_object") or event.get("object")
                 if event.get("type") == "ERROR":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +23,27 @@ from controller.kube.admission_check import Trust
 from controller.kube.api import APPROVALS, COMMANDS, KubeApi
 from controller.kube.resources import StageApprovalSpec, StageCommandSpec
 from phases.observations import Approval, Command
+
+_PARSED_LIMIT = 200_000
+_parsed: dict[tuple[str, str], tuple[str, Any]] = {}
+"""What each record was read as, by (kind, uid), for its resourceVersion: records are
+immutable (the admission policy refuses updates), so a record read again each pass
+is validated and converted once."""
+
+
+def _once(item: Mapping[str, Any], kind: str, make: Callable[[], Any]) -> Any:
+    metadata = item.get("metadata") or {}
+    uid, version = str(metadata.get("uid", "")), str(metadata.get("resourceVersion", ""))
+    if not uid or not version:
+        return make()
+    kept = _parsed.get((kind, uid))
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    found = make()
+    if len(_parsed) >= _PARSED_LIMIT:
+        _parsed.clear()
+    _parsed[(kind, uid)] = (version, found)
+    return found
 
 
 def _created(item: Mapping[str, Any]) -> datetime:
@@ -62,19 +84,7 @@ class KubePeople:
             else self._api.list(APPROVALS, self._namespace)[0]
         )
         for item, spec in self._records(items, APPROVALS.name, StageApprovalSpec):
-            found.append(
-                Approval(
-                    id=_record_id(item),
-                    rollout_uid=spec.rollout.uid,
-                    step=spec.step,
-                    plan_hash=spec.plan_hash,
-                    approver=spec.approver,
-                    created_at=_created(item),
-                    expires_at=spec.expires_at,
-                    reason=spec.reason,
-                    groups=tuple(spec.approver_groups),
-                )
-            )
+            found.append(_once(item, "observed approval", partial(_approval, item, spec)))
         return found
 
     def commands(self, at: datetime) -> Sequence[Command]:
@@ -85,16 +95,7 @@ class KubePeople:
             else self._api.list(COMMANDS, self._namespace)[0]
         )
         for item, spec in self._records(items, COMMANDS.name, StageCommandSpec):
-            found.append(
-                Command(
-                    id=_record_id(item),
-                    kind=spec.command,
-                    issued_at=_created(item),
-                    by=spec.by,
-                    reason=spec.reason,
-                    to=spec.to,
-                )
-            )
+            found.append(_once(item, "observed command", partial(_command, item, spec)))
         return found
 
     def _records(
@@ -111,7 +112,7 @@ class KubePeople:
             if trust is not None and trust.vetted_since and _created(item) < trust.vetted_since:
                 continue
             try:
-                records.append((item, model.model_validate(raw)))
+                records.append((item, _once(item, kind, partial(model.model_validate, raw))))
             except ValidationError as error:
                 first = error.errors()[0]
                 where = ".".join(str(p) for p in first["loc"])
@@ -119,3 +120,28 @@ class KubePeople:
                     f"{kind} {item['metadata']['name']} ignored: spec.{where}: {first['msg']}"
                 )
         return records
+
+
+def _approval(item: Mapping[str, Any], spec: StageApprovalSpec) -> Approval:
+    return Approval(
+        id=_record_id(item),
+        rollout_uid=spec.rollout.uid,
+        step=spec.step,
+        plan_hash=spec.plan_hash,
+        approver=spec.approver,
+        created_at=_created(item),
+        expires_at=spec.expires_at,
+        reason=spec.reason,
+        groups=tuple(spec.approver_groups),
+    )
+
+
+def _command(item: Mapping[str, Any], spec: StageCommandSpec) -> Command:
+    return Command(
+        id=_record_id(item),
+        kind=spec.command,
+        issued_at=_created(item),
+        by=spec.by,
+        reason=spec.reason,
+        to=spec.to,
+    )

@@ -11,6 +11,7 @@ as a short escaped excerpt.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -28,8 +29,16 @@ MAX_PLAN_BYTES = 256 * 1024
 
 def bundled_plan_names() -> list[str]:
     """The plans shipped with the operator, by name."""
+    return list(_bundled_names())
+
+
+@functools.cache
+def _bundled_names() -> tuple[str, ...]:
+    """Package data does not change while the operator runs: listed once (every tick asks)."""
     root = resources.files("phases").joinpath("plans")
-    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+    return tuple(
+        sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+    )
 
 
 class PlanSources:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import EVENTS, JOBS, ROLLOUTS, Kind, KubeApi, KubeError
@@ -85,10 +86,13 @@ from phases.steps import steps_of
 from phases.wakeups import next_wakeup
 
 log = logging.getLogger("stage_rollout.reconcile")
+_Model = TypeVar("_Model", bound=BaseModel)
+_PARSED_LIMIT = 100_000
+"""Parsed specs and statuses, the latest version of each rollout's; cleared when full."""
 CONFLICT_RETRIES = 3
-STATUS_HEARTBEAT = timedelta(seconds=60)
-"""A status that did not change is written again only this often (it carries lastTickAt)."""
 _VOLATILE = {"last_tick_at", "last_verdicts", "blockers", "conditions"}
+"""Status fields compared in their own way by `_worth_writing` (or not at all: lastTickAt)."""
+_DIGITS = re.compile(r"[0-9.]+")
 
 
 @dataclass
@@ -149,7 +153,13 @@ class Reconciler:
         self._dry_run = dry_run
         self._hooks = hooks or Hooks()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._parsed_parts: dict[tuple[str, str], tuple[str, BaseModel]] = {}
         self._locks_guard = threading.Lock()
+
+    def read_through(self, api: KubeApi) -> None:
+        """Read (and write) through `api` from now on: the operator's caching connection."""
+        self._api = api
+        self._tenancy = Tenancy(api, default_service_account=self._tenancy.default_service_account)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -164,7 +174,7 @@ class Reconciler:
         Prometheus), plan and needs of a rollout as it stands, or None when it is unusable."""
         namespace = str((rollout.get("metadata") or {}).get("namespace", ""))
         try:
-            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+            spec = self._spec(rollout)
             plan = self._plan(spec, self._tenancy.admit(namespace, spec))
         except Exception:
             # Its own tick reports what is wrong; planning only skips its prefetch.
@@ -192,7 +202,8 @@ class Reconciler:
             for attempt in range(CONFLICT_RETRIES):
                 try:
                     known = listed if attempt == 0 else None
-                    if self._tick(namespace, name, now, outcome, known, records):
+                    # After a conflict the rollout is read again from the API server itself.
+                    if self._tick(namespace, name, now, outcome, known, records, fresh=attempt > 0):
                         return outcome
                 except KubeError as error:
                     outcome.problem = str(error)
@@ -213,16 +224,19 @@ class Reconciler:
         outcome: Outcome,
         listed: Mapping[str, Any] | None,
         records: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]] | None,
+        *,
+        fresh: bool = False,
     ) -> bool:
         """One attempt; False when the status write met a conflict and the tick must re-run."""
-        rollout = dict(listed) if listed is not None else self._api.get(ROLLOUTS, namespace, name)
+        read = self._api.get_fresh if fresh else self._api.get
+        rollout = dict(listed) if listed is not None else read(ROLLOUTS, namespace, name)
         if rollout is None or (rollout.get("metadata") or {}).get("name") != name:
             # Gone, or an answer that is not the rollout (e.g. a Status while the API server stops).
             outcome.problem = "rollout no longer exists"
             return True
         generation = int(rollout["metadata"].get("generation", 0))
         try:
-            spec = StageRolloutSpec.model_validate(rollout.get("spec") or {})
+            spec = self._spec(rollout)
         except ValidationError as error:
             return self._hold(
                 rollout, "SpecInvalid", _describe_validation("spec", error), now, outcome
@@ -315,18 +329,20 @@ class Reconciler:
             actuate(decision.actions, now, target=target, jobs=jobs)
             outcome.writes = writes
             return True
-        body = {
-            **rollout,
-            "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        outcome.stage = "writing status"
-        try:
-            written = self._api.replace_status(ROLLOUTS, namespace, name, body)
-        except KubeError as error:
-            if error.conflict:
-                return False
-            raise
-        outcome.wrote_status = True
+        written: Mapping[str, Any] | None = None
+        if _worth_writing(status, new_status, rollout):
+            body = {
+                **rollout,
+                "status": new_status.model_dump(mode="json", by_alias=True, exclude_none=True),
+            }
+            outcome.stage = "writing status"
+            try:
+                written = self._api.replace_status(ROLLOUTS, namespace, name, body)
+            except KubeError as error:
+                if error.conflict:
+                    return False
+                raise
+            outcome.wrote_status = True
         outcome.decision = decision
         outcome.stage = "acting"
         try:
@@ -417,11 +433,29 @@ class Reconciler:
             return NoPrometheus()
         return self._endpoints.source(settings, plan)
 
+    def _spec(self, rollout: Mapping[str, Any]) -> StageRolloutSpec:
+        """The validated spec (models are frozen: one copy per rollout version is enough)."""
+        return self._parsed(rollout, "spec", StageRolloutSpec)
+
+    def _parsed(self, rollout: Mapping[str, Any], part: str, model: type[_Model]) -> _Model:
+        metadata = rollout.get("metadata") or {}
+        uid, version = str(metadata.get("uid", "")), str(metadata.get("resourceVersion", ""))
+        if not uid or not version:
+            return model.model_validate(rollout.get(part) or {})
+        kept = self._parsed_parts.get((uid, part))
+        if kept is not None and kept[0] == version:
+            return kept[1]  # type: ignore[return-value]
+        found = model.model_validate(rollout.get(part) or {})
+        if len(self._parsed_parts) >= _PARSED_LIMIT:
+            self._parsed_parts.clear()
+        self._parsed_parts[(uid, part)] = (version, found)  # one version per rollout
+        return found
+
     def _status(self, rollout: Mapping[str, Any], plan: Plan, now: datetime) -> StageRolloutStatus:
         raw = rollout.get("status") or {}
         if raw.get("planHash") and raw.get("step"):
             try:
-                return StageRolloutStatus.model_validate(raw)
+                return self._parsed(rollout, "status", StageRolloutStatus)
             except ValidationError:
                 log.warning(
                     "unreadable status replaced by a fresh one",
@@ -483,7 +517,8 @@ class Reconciler:
             "failed_jobs": _failed_jobs(core, seen),
             "commands_rejected": _rejected_commands(previous, decision, now),
         }
-        return StageRolloutStatus.model_validate({**core.model_dump(), **extras})
+        # The core's fields as they are (models already validated), not dumped and re-parsed.
+        return StageRolloutStatus.model_validate({**core.__dict__, **extras})
 
     def _hold(
         self, rollout: Mapping[str, Any], reason: str, message: str, now: datetime, outcome: Outcome
@@ -504,6 +539,11 @@ class Reconciler:
             current = [Condition.model_validate(c) for c in existing]
         except ValidationError:
             current = []
+        held_already = any(
+            c.type == "Valid" and c.status == "False" and c.message == message for c in current
+        )
+        if held_already and raw.get("observedGeneration") == generation:
+            return True  # said already: nothing to write, nothing to tell again
         updated = set_condition(current, "Valid", "False", reason, message, now, generation)
         raw["conditions"] = [
             c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in updated
@@ -520,9 +560,7 @@ class Reconciler:
             if error.conflict:
                 return False
             raise
-        if not any(
-            c.type == "Valid" and c.status == "False" and c.message == message for c in current
-        ):
+        if not held_already:
             self._event(rollout, reason, message, True, now)
         return True
 
@@ -601,18 +639,31 @@ class Reconciler:
 
 
 def _worth_writing(
-    previous: StageRolloutStatus, new: StageRolloutStatus, rollout: Mapping[str, Any], now: datetime
+    previous: StageRolloutStatus, new: StageRolloutStatus, rollout: Mapping[str, Any]
 ) -> bool:
-    """Write when the decision changed anything, a condition flipped, or the heartbeat is due."""
-    if not rollout.get("status"):
+    """Write when the decision changed anything, a condition or verdict flipped, or a blocker
+    changed in more than its figures. Liveness is the last-tick metric and the Lease, not a
+    status write: a tick that only moves lastTickAt (or a soak's minutes) writes nothing."""
+    if not (rollout.get("status") or {}).get("planHash"):
         return True
-    if new.model_dump(exclude=_VOLATILE) != previous.model_dump(exclude=_VOLATILE):
+    if _compared(new) != _compared(previous):
         return True
     if [(c.type, c.status, c.reason) for c in new.conditions] != [
         (c.type, c.status, c.reason) for c in previous.conditions
     ]:
         return True
-    return previous.last_tick_at is None or now - previous.last_tick_at >= STATUS_HEARTBEAT
+    if [(v.name, v.role, v.outcome) for v in new.last_verdicts] != [
+        (v.name, v.role, v.outcome) for v in previous.last_verdicts
+    ]:
+        return True
+    return [_DIGITS.sub("#", b) for b in new.blockers] != [
+        _DIGITS.sub("#", b) for b in previous.blockers
+    ]
+
+
+def _compared(status: StageRolloutStatus) -> dict[str, Any]:
+    """The fields compared as they are (frozen models compare by value)."""
+    return {k: v for k, v in status.__dict__.items() if k not in _VOLATILE}
 
 
 def _trusted_before(status: StageRolloutStatus) -> bool:

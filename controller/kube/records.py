@@ -286,7 +286,20 @@ def _create(
     body = {
         "apiVersion": kind.api_version,
         "kind": kind.name,
-        "metadata": {"name": name, "labels": {"stage.rollout.dev/rollout": meta["name"]}},
+        "metadata": {
+            "name": name,
+            "labels": {"stage.rollout.dev/rollout": meta["name"]},
+            # Deleted with the rollout by the garbage collector (no blockOwnerDeletion:
+            # that would need a right on the rollout's finalizers).
+            "ownerReferences": [
+                {
+                    "apiVersion": rollout.get("apiVersion") or ROLLOUTS.api_version,
+                    "kind": ROLLOUTS.name,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                }
+            ],
+        },
         "spec": {"rollout": {"name": meta["name"], "uid": meta["uid"]}, **spec},
     }
     try:

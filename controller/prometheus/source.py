@@ -166,6 +166,7 @@ class PrometheusSource:
         self._alerts: dict[tuple[str, ...], AlertReading] = {}
         self._histories: dict[tuple[tuple[str, ...], str | None, timedelta], AlertHistory] = {}
         self._histories_at: datetime | None = None
+        self._filling: dict[Any, threading.Lock] = {}
         self.queries_sent = 0
 
     def close(self) -> None:
@@ -208,10 +209,21 @@ class PrometheusSource:
             return WindowSummary(query=query, window=window, series=0, largest_gap=window)
         return summarize_samples(query, window, at, series[0], self.resolution)
 
+    def _filling_lock(self, key: Any) -> threading.Lock:
+        """One lock per cached answer: the rollouts of one pass asking at once wait for the
+        first one's query instead of each sending it."""
+        with self._lock:
+            return self._filling.setdefault(key, threading.Lock())
+
     def firing_alerts(self, names: Sequence[str], at: datetime) -> AlertReading:
         if not names:
             return AlertReading(frozenset())
         key = tuple(names)
+        with self._filling_lock(("alerts", key)):
+            return self._firing_alerts(key, at)
+
+    def _firing_alerts(self, key: tuple[str, ...], at: datetime) -> AlertReading:
+        names = key
         with self._lock:
             if self._tick == at and key in self._alerts:
                 return self._alerts[key]
@@ -237,6 +249,13 @@ class PrometheusSource:
         prefetched); its gaps are where Prometheus kept no alert history.
         """
         key = (tuple(alerts), coverage_query, window)
+        with self._filling_lock(("history", key)):
+            return self._alert_history(key, at)
+
+    def _alert_history(
+        self, key: tuple[tuple[str, ...], str | None, timedelta], at: datetime
+    ) -> AlertHistory:
+        alerts, coverage_query, window = key
         with self._lock:
             cached = self._histories.get(key) if self._histories_at == at else None
         if cached is not None:

@@ -192,7 +192,7 @@ def calls_in_code(*, tenant: bool = False) -> set[tuple[str, str, str]]:
             resource = kind.plural + ("/status" if node.func.attr == "replace_status" else "")
             found.add((kind.group, resource, verb))
     if not tenant:
-        # watch_loop lists and watches each kind of WATCHED through a variable.
+        # The operator's caches list and watch each kind of WATCHED through a variable.
         found |= {(kind.group, kind.plural, verb) for kind in WATCHED for verb in ("list", "watch")}
     return found
 

@@ -196,6 +196,34 @@ def test_healthy_traffic_passes_the_error_ratio_gate_with_evidence(healthy: Live
     assert (alerts.firing, alerts.error) == (frozenset(), None)
 
 
+def test_many_rollouts_asking_for_the_same_alerts_at_once_send_one_query_a_pass(
+    healthy: Live,
+) -> None:
+    """Issue 13: the ALERTS cache was filled outside its lock, so one pass sent it often."""
+    source = source_for(healthy.server.url)
+    at = now() - timedelta(seconds=2)
+    source.prefetch([], at)
+    names = ["StageValidationHighErrorRate", "StageValidationDown"]
+    start, before = threading.Barrier(16), source.queries_sent
+    answers: list[Any] = []
+
+    def rollout_tick() -> None:
+        start.wait()
+        answers.append(source.firing_alerts(names, at))
+        answers.append(source.alert_history(names, None, timedelta(seconds=10), at))
+
+    threads = [threading.Thread(target=rollout_tick) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert source.queries_sent - before == 2  # one instant ALERTS, one range ALERTS
+    assert len({id(a) for a in answers}) == 2  # every rollout got the same two answers
+    source.prefetch([], at + timedelta(seconds=1))  # the next pass asks again
+    source.firing_alerts(names, at + timedelta(seconds=1))
+    assert source.queries_sent - before == 3
+
+
 def test_a_query_giving_several_series_is_unknown_never_pass(healthy: Live) -> None:
     source = source_for(healthy.server.url)
     by_operation = "sum by (operation) (rate(stage_validation_validations_total[5m]))"

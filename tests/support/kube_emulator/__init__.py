@@ -107,6 +107,12 @@ Emulated semantics
     * DELETE of one object answers a Success Status naming it (the object itself
       for pods, and for an object kept by finalizers), as the generic registry does;
       DELETE of a collection honours ``labelSelector``/``fieldSelector``.
+    * Garbage collection through ownerReferences, simplified: deleting an object
+      deletes at once (no background delay, no ``propagationPolicy``, no
+      ``blockOwnerDeletion``) the namespaced objects of its namespace (of every
+      namespace for a cluster-scoped owner) whose ownerReferences name its uid,
+      and theirs in turn; a dependent with finalizers is left alone, and an owner
+      reference to a uid that never existed is not collected.
       Deleting a namespace deletes everything in it at once; deleting a CRD deletes
       its custom resources and stops serving them.
     * ``dryRun=All`` on writes: validated and answered, nothing stored.
@@ -169,7 +175,7 @@ Not emulated (a test that needs one of these needs a real cluster)
     the other admission plugins, server-side apply (``application/apply-patch+yaml`` is a 415),
     ``managedFields``, protobuf/CBOR/YAML bodies (requests must be JSON or carry no
     Content-Type; responses are always JSON), TLS, API priority and fairness,
-    garbage collection through ownerReferences, pods and ReplicaSets behind
+    garbage collection beyond the simplified one above, pods and ReplicaSets behind
     Deployments and Jobs (pods exist only when a test creates them), real namespace
     lifecycle (Terminating phase), most kind-specific validation and defaulting
     (only what is listed above), CEL validation rules, CRD conversion webhooks,

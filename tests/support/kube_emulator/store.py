@@ -704,7 +704,25 @@ class Store:
             self._delete_namespace_contents(metadata["name"])
         if rtype.group == "apiextensions.k8s.io" and rtype.plural == "customresourcedefinitions":
             self._unregister_crd(metadata["name"])
-        return self._commit(rtype, "DELETED", final, previous)
+        committed = self._commit(rtype, "DELETED", final, previous)
+        self._collect_dependents(metadata.get("uid", ""), metadata.get("namespace", ""))
+        return committed
+
+    def _collect_dependents(self, uid: str, namespace: str) -> None:
+        """Garbage collection, at once: objects of the owner's namespace (every namespace for
+        a cluster-scoped owner) whose ownerReferences name `uid` are deleted, their own
+        dependents after them; a dependent with finalizers is left alone."""
+        if not uid:
+            return
+        for rtype in list(self.types):
+            if rtype.shares_storage_with or not rtype.namespaced:
+                continue
+            for obj in list(self.iter_stored(rtype, namespace or None)):
+                meta = obj["metadata"]
+                owners = meta.get("ownerReferences") or []
+                if meta.get("finalizers") or not any(o.get("uid") == uid for o in owners):
+                    continue
+                self._remove(rtype, obj, obj)
 
     def _delete_namespace_contents(self, namespace: str) -> None:
         for rtype in list(self.types):

@@ -1,0 +1,398 @@
+"""The cache-backed operator (issue 13): a steady pass costs the API server nothing.
+
+Requests are counted where they arrive, at the emulator. The world is the usual
+one (RBAC enforced, the operator with exactly its ClusterRole, the rollout acting
+as the example ServiceAccount); where a test wants the target cached, the
+namespace's owner additionally grants that account list and watch on ConfigMaps
+and Deployments of the namespace, which is what the README tells people to do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from controller.kube import records
+from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi
+from controller.kube.caches import Informer
+from controller.operator import Operator, OperatorSettings
+from controller.sim.scenario import parse_scenario
+from controller.sim.scripted_metrics import ScriptedMetrics
+from phases.plan_checks import parse_plan
+from tests.kube.operator_world import (
+    OPERATOR_USER,
+    QUICK_PLAN,
+    RBAC_GROUP,
+    RBAC_KINDS,
+    ROLLOUT_ACCOUNT,
+    World,
+    make_world,
+)
+from tests.support.kube_emulator import KubeEmulator, RequestRecord
+
+ACCOUNT_USER = f"system:serviceaccount:shop:{ROLLOUT_ACCOUNT}"
+
+
+def healthy_metrics() -> ScriptedMetrics:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    text = f"name: q\nstart: {start.isoformat()}\nsignals:\n  error_ratio: [{{at: 0s, value: 0.001}}]\n"
+    return ScriptedMetrics(parse_scenario(text, source="q"), timedelta(seconds=1))
+
+
+def let_account_watch(world: World) -> None:
+    """The namespace owner lets the rollout's account list and watch its target kinds."""
+    rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
+    ]
+    meta = {"name": "stage-rollout-watch", "namespace": world.namespace}
+    world.api.create(RBAC_KINDS["Role"], world.namespace, {"metadata": meta, "rules": rules})
+    world.api.create(
+        RBAC_KINDS["RoleBinding"],
+        world.namespace,
+        {
+            "metadata": meta,
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": meta["name"]},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": ROLLOUT_ACCOUNT, "namespace": world.namespace}
+            ],
+        },
+    )
+
+
+@contextmanager
+def cached_operator(
+    emulator: KubeEmulator, *, watchable: bool = True, **settings: Any
+) -> Iterator[tuple[World, Operator]]:
+    """A world of the quick plan and an operator with its caches started, not yet passing."""
+    world = make_world(emulator, plan={"inline": QUICK_PLAN})
+    world.plan = parse_plan(yaml.safe_dump(QUICK_PLAN), source="quick")
+    if watchable:
+        let_account_watch(world)
+    metrics = healthy_metrics()
+    operator = Operator(
+        KubeApi(emulator.api_client(user=OPERATOR_USER)),
+        OperatorSettings(
+            namespace=world.namespace,
+            interval=timedelta(seconds=1),
+            granularity=timedelta(seconds=1),
+            metrics_port=0,
+            **settings,
+        ),
+        metrics_for=lambda _spec, _plan: metrics,
+    )
+    operator.start_caches()
+    try:
+        yield world, operator
+    finally:
+        operator.stop.set()
+        operator._pool.shutdown(wait=True)
+
+
+def pass_until_steady(world: World, operator: Operator, state: str = "awaiting_approval") -> None:
+    """Passes until the rollout is in `state` and a pass wrote nothing at all."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert time.monotonic() < deadline, world.status().get("blockers")
+        time.sleep(1.05)
+        outcomes = operator.tick_all()
+        quiet = all(not o.wrote_status and not o.writes for o in outcomes)
+        if outcomes and quiet and world.status().get("state") == state:
+            return
+
+
+def passing_until(operator: Operator, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(1.05)
+        operator.tick_all()
+
+
+def served(emulator: KubeEmulator, since: float) -> list[RequestRecord]:
+    """Requests other than the caches' long watches, since `since` (monotonic)."""
+    return [r for r in emulator.requests() if r.started >= since and r.verb != "watch"]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def test_a_steady_pass_reads_nothing_and_writes_nothing(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        before = world.status()
+        since = time.monotonic()
+        for _ in range(2):
+            time.sleep(1.05)
+            outcomes = operator.tick_all()
+            assert [o.name for o in outcomes if o.decision is not None] == [world.name]
+        assert served(emulator, since) == []
+        # Nothing written, not even lastTickAt: liveness is the metric instead.
+        assert world.status() == before
+        metric = operator.telemetry.last_tick.labels(world.namespace, world.name)._value.get()
+        assert metric > datetime.fromisoformat(before["lastTickAt"]).timestamp()
+    # The target caches were filled and kept by the rollout's account, never the operator's.
+    target = {
+        (r.user, r.verb, r.status)
+        for r in emulator.requests()
+        if r.resource in ("configmaps", "deployments") and r.verb in ("list", "watch")
+    }
+    assert target == {(ACCOUNT_USER, "list", 200), (ACCOUNT_USER, "watch", 200)}, target
+
+
+def test_targets_are_read_as_the_rollouts_account_and_directly_when_it_may_not_watch(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    """The operator's own rights never reach a target: with the example Role (get only),
+    the steady pass reads the ConfigMap and the Deployment as the rollout's account,
+    one GET each, and the operator lists no ConfigMap or Deployment as itself."""
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator, watchable=False) as (world, operator):
+        pass_until_steady(world, operator)
+        since = time.monotonic()
+        time.sleep(1.05)
+        operator.tick_all()
+        reads = sorted((r.verb, r.resource, r.name, r.user) for r in served(emulator, since))
+        assert reads == [
+            ("get", "configmaps", "flags", ACCOUNT_USER),
+            ("get", "deployments", "api", ACCOUNT_USER),
+        ]
+    as_operator = {
+        r.resource for r in emulator.requests() if r.user == OPERATOR_USER and r.verb != "create"
+    }
+    assert as_operator.isdisjoint({"configmaps", "deployments", "jobs", "secrets"}), as_operator
+
+
+def test_an_approval_event_ticks_the_rollout_without_a_relist(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        since = time.monotonic()
+        world.approve("a")  # no pass runs from here on: only the watch can promote
+        wait_for(lambda: world.status().get("step") == "b", "the approval promotes")
+        made = [r.rbac_rule[1:] for r in served(emulator, since) if r.user == OPERATOR_USER]
+        assert ("stagerollouts", "list") not in made and ("stageapprovals", "list") not in made
+        assert ("stagerollouts", "get") not in made
+        assert ("stagerollouts/status", "update") in made
+
+
+def test_a_watch_that_meets_410_gone_relists_and_misses_nothing(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    world = make_world(emulator, plan={"inline": QUICK_PLAN})
+    world.plan = parse_plan(yaml.safe_dump(QUICK_PLAN), source="quick")
+    kept = world.approve("a")
+    seen: list[tuple[str, str]] = []
+
+    def record(_kind: Any, event: str, obj: Mapping[str, Any]) -> None:
+        seen.append((event, obj["metadata"]["name"]))
+
+    stop = threading.Event()
+    informer = Informer(
+        KubeApi(emulator.api_client(user=OPERATOR_USER)),
+        APPROVALS,
+        world.namespace,
+        on_event=record,
+        index=lambda o: (o.get("spec") or {}).get("rollout", {}).get("name"),
+    )
+    informer.sync()
+    informer.start(stop)
+    try:
+        wait_for(lambda: any(r.verb == "watch" for r in emulator.requests()), "the watch is up")
+        assert informer.lists == 1 and seen == []  # the first list is not news
+        # The next watch is held back while two approvals come and one goes, and the
+        # history they were in is compacted: the resumed watch gets 410 Gone.
+        emulator.inject(method="GET", path_regex="stageapprovals", delay=1.0, times=1)
+        emulator.close_watches()
+        time.sleep(0.2)
+        added = [world.approve("a") for _ in range(2)]
+        world.api.delete(APPROVALS, world.namespace, kept["metadata"]["name"])
+        emulator.compact()
+        wait_for(lambda: informer.lists == 2, "the informer re-lists")
+        wait_for(lambda: len(seen) == 3, "the changes are delivered")
+    finally:
+        stop.set()
+    assert sorted(seen) == sorted(
+        [("ADDED", a["metadata"]["name"]) for a in added] + [("DELETED", kept["metadata"]["name"])]
+    )
+    assert sorted(o["metadata"]["name"] for o in informer.indexed(world.name)) == sorted(
+        a["metadata"]["name"] for a in added
+    )
+
+
+def test_a_status_conflict_rereads_and_loses_no_update(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        operator._pool = _Held()  # type: ignore[assignment]  # events tick nothing now
+        stale = operator._cached(ROLLOUTS).get(world.namespace, world.name)  # type: ignore[union-attr]
+        assert stale is not None
+        # Someone changes the spec (a new generation) after the cache was read...
+        fresh = world.rollout()
+        world.api.replace(
+            ROLLOUTS,
+            world.namespace,
+            world.name,
+            {**fresh, "spec": {**fresh["spec"], "interval": "2s"}},
+        )
+        approval = world.approve("a")
+        approvals = operator._cached(APPROVALS)
+        assert approvals is not None
+        wait_for(lambda: approvals.get("shop", approval["metadata"]["name"]) is not None, "cached")
+        since, now = time.monotonic(), operator.clock.now()
+        # ...and the tick works from the stale copy: its status write is refused.
+        outcome = operator._reconcile(
+            world.namespace, world.name, now, stale, operator._records(stale, now)
+        )
+        assert outcome.conflicts == 1 and outcome.wrote_status, outcome
+        rereads = [
+            r for r in served(emulator, since) if (r.verb, r.resource) == ("get", "stagerollouts")
+        ]
+        assert len(rereads) == 1
+        status = world.status()
+        assert status["step"] == "b"  # the approval's promotion landed
+        assert status["observedGeneration"] == fresh["metadata"]["generation"] + 1
+        assert world.rollout()["spec"]["interval"] == "2s"  # the other writer's change stays
+
+
+class _Held:
+    """A pool that runs nothing: what watch events would tick waits here."""
+
+    def __init__(self) -> None:
+        self.held: list[Any] = []
+
+    def submit(self, *call: Any) -> None:
+        self.held.append(call)
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def test_old_approvals_do_not_change_what_a_pass_costs(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        for number in range(10):
+            world.approve("b", approver="alice", reason=f"old {number}")
+        wait_for(
+            lambda: len(operator._cached(APPROVALS).indexed(f"shop/{world.name}")) == 10,  # type: ignore[union-attr]
+            "the cache has the approvals",
+        )
+        time.sleep(1.05)
+        operator.tick_all()  # they are news once (for step b, the rollout is at a)
+        since = time.monotonic()
+        time.sleep(1.05)
+        outcomes = operator.tick_all()
+        assert outcomes and outcomes[0].decision is not None
+        assert served(emulator, since) == []
+        assert world.status()["step"] == "a"
+
+
+def test_retention_deletes_spent_records_and_history_keeps_the_trail(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    retention = timedelta(seconds=3)
+    with cached_operator(emulator, record_retention=retention) as (world, operator):
+        pass_until_steady(world, operator)
+        pause = world.command("pause")
+        time.sleep(1.05)
+        operator.tick_all()
+        resume = world.command("resume")
+        time.sleep(1.05)
+        operator.tick_all()
+        approval = world.approve("a")
+        passing_until(operator, lambda: world.status().get("step") == "b", "the approval promotes")
+        for record in (pause, resume, approval):
+            assert world.api.get(record_kind(record), "shop", record["metadata"]["name"])
+        time.sleep(retention.total_seconds())
+        young = world.approve("b")  # spent soon (the last step consumes it), but young
+        passing_until(
+            operator,
+            lambda: any(a.startswith(young["metadata"]["name"]) for a in consumed(world)),
+            "the young approval is consumed",
+        )
+        assert operator.prune_records() == 3
+        for record in (pause, resume, approval):
+            assert world.api.get(record_kind(record), "shop", record["metadata"]["name"]) is None
+        assert world.api.get(APPROVALS, "shop", young["metadata"]["name"]) is not None
+        promoted = [t for t in world.status()["history"] if t["trigger"] == "promote"]
+        approval_id = f"{approval['metadata']['name']}/{approval['metadata']['uid']}"
+        assert promoted and promoted[-1]["approvals"] == [approval_id]
+        assert promoted[-1]["by"] == "alice"
+        assert operator.prune_records() == 0
+
+
+def consumed(world: World) -> list[str]:
+    return list(world.status().get("approvalsConsumed") or [])
+
+
+def record_kind(record: Mapping[str, Any]) -> Any:
+    return COMMANDS if record["kind"] == COMMANDS.name else APPROVALS
+
+
+def test_records_made_by_stagectl_belong_to_the_rollout_and_go_with_it(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        assert world.people is not None
+        approval = records.approve(
+            world.people, "shop", world.name, step=None, reason="ok", now=datetime.now(UTC)
+        )
+        rollout = world.rollout()
+        assert approval["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": ROLLOUTS.api_version,
+                "kind": ROLLOUTS.name,
+                "name": world.name,
+                "uid": rollout["metadata"]["uid"],
+            }
+        ]
+        world.api.delete(ROLLOUTS, "shop", world.name)
+        assert world.api.get(APPROVALS, "shop", approval["metadata"]["name"]) is None
+
+
+def test_an_account_that_loses_its_watch_right_leaves_no_cache_behind(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    """What the account was shown is dropped when it may no longer watch: the next
+    pass reads the target directly, as the account, or not at all."""
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        assert operator.caches is not None
+        cached = [i for i in operator.caches.informers() if i.api.impersonating == ACCOUNT_USER]
+        assert {i.kind.plural for i in cached} == {"configmaps", "deployments"}
+        world.api.delete(RBAC_KINDS["RoleBinding"], world.namespace, "stage-rollout-watch")
+        emulator.close_watches()
+        wait_for(lambda: not any(i.synced.is_set() for i in cached), "the caches are dropped")
+        assert all(i.items() == [] for i in cached)
+        since = time.monotonic()
+        time.sleep(1.05)
+        operator.tick_all()
+        reads = sorted((r.verb, r.resource, r.user, r.status) for r in served(emulator, since))
+        assert ("get", "configmaps", ACCOUNT_USER, 200) in reads
+        assert ("get", "deployments", ACCOUNT_USER, 200) in reads
+        assert not any(verb in ("list", "watch") for verb, *_ in reads)
