@@ -257,23 +257,7 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         namespace = "shop"
         grant_manifests(emulator, namespace)
     grant_rollout_account(api, namespace, ["api"])
-    api.create(
-        DEPLOYMENTS,
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "api", "namespace": namespace},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "api"}},
-                "template": {
-                    "metadata": {"labels": {"app": "api"}},
-                    "spec": {"containers": [{"name": "api", "image": "registry.k8s.io/pause:3.9"}]},
-                },
-            },
-        },
-    )
+    create_deployment(api, namespace, replicas=2)
     operator_api = KubeApi(emulator.api_client(user=OPERATOR_USER)) if emulator else None
     world = World(
         api=api, emulator=emulator, namespace=namespace, operator_api=operator_api, people=people
@@ -308,6 +292,60 @@ def make_world(emulator: KubeEmulator | None, **rollout_spec: Any) -> World:
         },
     )
     return world
+
+
+def create_deployment(api: KubeApi, namespace: str, *, replicas: int = 1) -> None:
+    """A Deployment `api` in `namespace`, the target workload of the test rollouts."""
+    api.create(
+        DEPLOYMENTS,
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {"containers": [{"name": "api", "image": "registry.k8s.io/pause:3.9"}]},
+                },
+            },
+        },
+    )
+
+
+def write_alice_kubeconfig(world: World, path: Path) -> Path:
+    """A kubeconfig for the person alice (group sre) in namespace shop, as stagectl reads it."""
+    assert world.emulator is not None
+    world.emulator.add_token("alice-token", "alice@example.com", groups=("sre",))
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": world.emulator.url}}],
+        "users": [{"name": "alice", "user": {"token": "alice-token"}}],
+        "contexts": [
+            {
+                "name": "emulator",
+                "context": {"cluster": "emulator", "user": "alice", "namespace": "shop"},
+            }
+        ],
+        "current-context": "emulator",
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def walk_tiny_plan_to_e50(world: World) -> None:
+    """The tiny plan from its start to step e@50: its job done, `warm` approved."""
+    world.settle()
+    world.tick(advance=timedelta(minutes=1))  # the job is created once in effect
+    world.wait_rolled_out()
+    time.sleep(0.3)  # the emulated Job controller completes the job
+    world.approve("warm")
+    world.tick(advance=timedelta(minutes=11))
+    assert world.status()["step"] == "e@50", world.status().get("blockers")
+    world.settle()
 
 
 def admin_api(emulator: KubeEmulator) -> KubeApi:

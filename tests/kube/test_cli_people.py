@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from controller.cli.main import app
 from controller.kube.api import EVENTS
-from tests.kube.operator_world import PEOPLE, World, make_world
+from tests.kube.operator_world import PEOPLE, World, make_world, write_alice_kubeconfig
 from tests.support.kube_emulator import KubeEmulator
 
 runner = CliRunner()
@@ -27,24 +27,7 @@ def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
 
 @pytest.fixture
 def kubeconfig(world: World, tmp_path: Path) -> Path:
-    assert world.emulator is not None
-    world.emulator.add_token("alice-token", "alice@example.com", groups=("sre",))
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": world.emulator.url}}],
-        "users": [{"name": "alice", "user": {"token": "alice-token"}}],
-        "contexts": [
-            {
-                "name": "emulator",
-                "context": {"cluster": "emulator", "user": "alice", "namespace": "shop"},
-            }
-        ],
-        "current-context": "emulator",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+    return write_alice_kubeconfig(world, tmp_path / "kubeconfig")
 
 
 def stagectl(kubeconfig: Path, *args: str) -> tuple[int, str, str]:

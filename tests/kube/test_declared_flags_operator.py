@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 
 import httpx
 import pytest
@@ -22,7 +21,13 @@ from examples.reference_app.server import ReferenceApp
 from examples.reference_app.validation import AppConfig
 from phases.flags import hash_flags
 from phases.plan_checks import parse_plan
-from tests.kube.operator_world import REAL_CLUSTER, TINY_PLAN, World, make_world
+from tests.kube.operator_world import (
+    REAL_CLUSTER,
+    TINY_PLAN,
+    World,
+    make_world,
+    walk_tiny_plan_to_e50,
+)
 from tests.support.kube_emulator import KubeEmulator
 
 OVERRIDES = {"/api/monte-carlo/simulate": "warn", "/api/portfolio/strategies": "enforce"}
@@ -61,25 +66,12 @@ def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
     return built
 
 
-def walk_to_e50(world: World) -> None:
-    import time
-
-    world.settle()
-    world.tick(advance=timedelta(minutes=1))  # the job is created once in effect
-    world.wait_rolled_out()
-    time.sleep(0.3)  # the emulated Job controller completes the job
-    world.approve("warm")
-    world.tick(advance=timedelta(minutes=11))
-    assert world.status()["step"] == "e@50", world.status().get("blockers")
-    world.settle()
-
-
 def test_an_endpoint_override_reaches_the_configmap_and_the_reference_app(
     world: World, reference_app: Callable[..., ReferenceApp]
 ) -> None:
     world.settle()
     assert world.flags()["STAGE_VALIDATION_ENDPOINT_MODES"] == "{}"
-    walk_to_e50(world)
+    walk_tiny_plan_to_e50(world)
     flags = world.flags()
     assert set(flags) == set(world.plan.flag_set.names)
     assert json.loads(flags["STAGE_VALIDATION_ENDPOINT_MODES"]) == OVERRIDES

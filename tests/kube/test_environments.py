@@ -34,6 +34,7 @@ from tests.kube.operator_world import (
     ROLLOUT_ACCOUNT,
     T0,
     World,
+    create_deployment,
     make_world,
     metrics,
 )
@@ -87,26 +88,6 @@ def env_world(kube: KubeEmulator, **spec: Any) -> World:
     return world
 
 
-def deployment(api: KubeApi, namespace: str) -> None:
-    api.create(
-        DEPLOYMENTS,
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "api", "namespace": namespace},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "api"}},
-                "template": {
-                    "metadata": {"labels": {"app": "api"}},
-                    "spec": {"containers": [{"name": "api", "image": "registry.k8s.io/pause:3.9"}]},
-                },
-            },
-        },
-    )
-
-
 def grant(
     api: KubeApi, namespace: str, name: str, rules: list[dict[str, Any]], subject: dict[str, Any]
 ) -> None:
@@ -148,7 +129,7 @@ ROLLOUT_SA = {"kind": "ServiceAccount", "name": ROLLOUT_ACCOUNT, "namespace": "s
 
 def staging_namespace(world: World) -> dict[str, Any]:
     """shop-staging, with the Deployment and a Role for the rollout's account (of shop)."""
-    deployment(world.api, STAGING)
+    create_deployment(world.api, STAGING)
     grant(world.api, STAGING, "stage-rollout", TARGET_RULES, ROLLOUT_SA)
     return {"target": {"configMap": "flags", "deployments": ["api"], "namespace": STAGING}}
 
@@ -272,7 +253,7 @@ def remote_cluster(kube_emulator: Callable[..., KubeEmulator]) -> tuple[KubeEmul
     admin_client = remote.api_client(user="cluster-admin")
     admin_client.default_headers["X-Emulator-Groups"] = "system:masters"
     admin = KubeApi(admin_client)
-    deployment(admin, "shop")
+    create_deployment(admin, "shop")
     grant(
         admin,
         "shop",
@@ -427,7 +408,7 @@ def test_a_staging_namespace_that_granted_the_account_nothing_is_refused_by_its_
     kube_emulator: Callable[..., KubeEmulator],
 ) -> None:
     world = env_world(kube_emulator(rollout_delay=0.05))
-    deployment(world.api, STAGING)
+    create_deployment(world.api, STAGING)
     with_environments(
         world,
         {"staging": staging_namespace_spec(), "production": {"target": {"configMap": "flags"}}},

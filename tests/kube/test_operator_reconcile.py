@@ -14,7 +14,14 @@ import pytest
 from controller.kube.api import EVENTS, ROLLOUTS
 from controller.kube.reconciler import Hooks, Reconciler
 from phases.flags import hash_flags
-from tests.kube.operator_world import OPERATOR_USER, REAL_CLUSTER, World, make_world, metrics
+from tests.kube.operator_world import (
+    OPERATOR_USER,
+    REAL_CLUSTER,
+    World,
+    make_world,
+    metrics,
+    walk_tiny_plan_to_e50,
+)
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.rbac import granted_rules
 
@@ -34,19 +41,6 @@ E50 = {**WARM, "STAGE_VALIDATION_MODE": "enforce", "ENFORCEMENT_PERCENT": "50"}
 @pytest.fixture
 def world(kube_emulator: Callable[..., KubeEmulator]) -> World:
     return make_world(None if REAL_CLUSTER else kube_emulator(rollout_delay=0.1, job_delay=0.1))
-
-
-def walk_to_e50(world: World) -> None:
-    world.settle()
-    world.tick(advance=timedelta(minutes=1))  # the job is created once in effect
-    world.wait_rolled_out()
-    import time
-
-    time.sleep(0.3)  # the emulated Job controller completes the job
-    world.approve("warm")
-    world.tick(advance=timedelta(minutes=11))
-    assert world.status()["step"] == "e@50", world.status().get("blockers")
-    world.settle()
 
 
 def test_a_new_rollout_writes_its_status_then_the_flags_and_restarts_the_deployment(
@@ -79,7 +73,7 @@ def test_the_soak_starts_only_when_the_deployment_finished_rolling_out(world: Wo
 
 
 def test_an_approval_record_promotes_and_the_next_flags_are_applied(world: World) -> None:
-    walk_to_e50(world)
+    walk_tiny_plan_to_e50(world)
     assert world.flags() == E50
     assert world.template_hash() == hash_flags(E50)
     consumed = world.status()["approvalsConsumed"]
@@ -242,7 +236,7 @@ def test_a_replica_that_is_not_the_leader_writes_nothing(world: World) -> None:
 
 
 def test_a_degradation_in_effect_rolls_back_to_the_previous_step(world: World) -> None:
-    walk_to_e50(world)
+    walk_tiny_plan_to_e50(world)
     spike = world.now + timedelta(minutes=5)
     world.source = metrics(
         [
@@ -268,7 +262,7 @@ def test_a_degradation_in_effect_rolls_back_to_the_previous_step(world: World) -
 def test_the_operator_uses_only_calls_its_rbac_grants(world: World) -> None:
     assert world.emulator is not None
     world.emulator.clear_requests()
-    walk_to_e50(world)
+    walk_tiny_plan_to_e50(world)
     world.command("pause")
     world.tick(advance=timedelta(minutes=1))
     used = world.emulator.rbac_rules_used(user=OPERATOR_USER)
