@@ -531,6 +531,7 @@ class Operator:
             generation = int(metadata.get("generation", 0))
             if kind_of_event == "DELETED":
                 self._generations.pop(key, None)
+                self.wakeups.cancel(*key)
                 return None
             if self._generations.get(key) == generation:
                 return None
