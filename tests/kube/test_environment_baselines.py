@@ -133,7 +133,9 @@ def test_a_staging_baseline_drives_production_adaptive_gate(
     if outcome == "pass":
         assert status["state"] == "awaiting_approval", status.get("blockers")
     else:
-        assert status["state"] != "awaiting_approval"
+        assert status["state"] == "soaking", status.get("reason")
         assert any("errors-adaptive" in b for b in status.get("blockers", [])), status
+        world.tick(reconciler, advance=timedelta(minutes=30))
+        assert (world.status()["step"], world.status()["state"]) == ("e@50", "soaking")
     # Production's step keeps exporting the staging baseline for its alert rules.
     assert exported in scrape(telemetry)
