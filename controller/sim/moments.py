@@ -5,7 +5,7 @@ those of the tick before decides nothing new, so a simulation need not run it.
 Everything a tick reads changes only at moments known in advance:
 
 - scenario edges (timeline points, outages, alerts, scripted approvals and their
-  expiries, commands), shifted by every difference of two of the spans the
+  expiries, commands), shifted by every non-negative difference of two of the spans the
   status reads: the windows `phases.needs.needs_of` lists for it, the
   evaluation's resolution and gap tolerance (an edge entering or leaving a
   window, a gap at either end outgrowing the tolerance);
@@ -71,8 +71,10 @@ def micros(span: timedelta) -> int:
 def edge_shifts(durations: set[int]) -> list[int]:
     """How far from a scenario edge a reading can change: the edge entering a window
     (0), leaving it (its length), a gap at either end outgrowing the tolerance (the
-    tolerance after, or the length less the tolerance): every difference of two."""
-    return sorted({a - b for a in durations for b in durations})
+    tolerance after, or the length less the tolerance): every difference of two
+    that is not negative. A window ends at the tick that reads it, so no reading
+    depends on an edge still to come: none changes before the edge that changes it."""
+    return sorted({a - b for a in durations for b in durations if a >= b})
 
 
 def clock_shifts(durations: set[int]) -> list[int]:

@@ -82,7 +82,8 @@ def test_a_year_is_covered_deciding_at_few_of_its_ticks() -> None:
     assert result.ticks == 365 * 24 * 60 + 1
     assert result.final_time_seconds == 365 * 86_400
     assert len(result.transitions) > 100  # a busy year, still running at its end
-    assert result.decisions * 50 < result.ticks
+    # An edge less a span is no moment: visiting those too took 3,588 decisions, 2,891 without.
+    assert result.decisions * 150 < result.ticks
 
 
 # --- random scenarios ------------------------------------------------------------
