@@ -132,8 +132,10 @@ def _status_table(
         return "\n".join(out)
     view = views[0]
     if view.get("lastTickAt"):
-        # What follows is what the operator saw then: an old tick means it may be down.
-        out.append(f"  as of the operator's last tick, {age(view['lastTickAt'], now)}:")
+        # The operator writes the status only when a decision, condition or verdict changes,
+        # so an old write is a steady rollout, not a stopped operator (its liveness is the
+        # stage_rollout_last_tick_timestamp_seconds metric).
+        out.append(f"  as of the operator's last status change, {age(view['lastTickAt'], now)}:")
     verdicts, spoken_for = gate_lines(view, now)
     for blocker in blocker_lines(view, spoken_for):
         out.append(paint(f"  blocked: {blocker}", "yellow", enabled=colours))

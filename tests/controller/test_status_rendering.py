@@ -69,5 +69,5 @@ def test_the_transition_line_shows_its_age_and_the_first_blocker_has_a_column() 
 def test_the_table_says_how_old_its_evidence_is() -> None:
     stale = {**view(), "lastTickAt": (NOW - timedelta(minutes=12)).isoformat()}
     lines = _status_table([stale], NOW).splitlines()
-    assert lines[2] == "  as of the operator's last tick, 12m ago:"
-    assert "last tick" not in _status_table([view()], NOW)  # never ticked: nothing claimed
+    assert lines[2] == "  as of the operator's last status change, 12m ago:"
+    assert "last status change" not in _status_table([view()], NOW)  # never ticked: nothing claimed
