@@ -20,12 +20,15 @@ cache never lets the operator see an object its account could not read itself.
 
 Objects are kept without `metadata.managedFields`, and Deployments without their
 pod spec (a tick reads replicas, template annotations and status); objects
-handed out are shared with the cache: callers must not mutate them.
+handed out are shared with the cache: callers must not mutate them. Their strings
+are interned (`compact`): every rollout's status repeats the same keys, queries,
+reasons and step names, and JSON decoding gives each response its own copies.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +62,21 @@ def slim_deployment(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     kept = {k: v for k, v in spec.items() if k != "template"}
     kept["template"] = {"metadata": template.get("metadata") or {}}
     return {**slim(obj), "spec": kept}
+
+
+def compact(value: Any) -> Any:
+    """`value` rebuilt with every string (keys and values) interned: equal, and shared.
+
+    Of a cached rollout's memory most is strings that all rollouts hold alike (status
+    keys, gate queries, reasons); interned, they are held once, and the parsed models
+    made from the cached object share them too."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {(sys.intern(k) if isinstance(k, str) else k): compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(item) for item in value]
+    return value
 
 
 SLIMMERS: dict[str, Callable[[Mapping[str, Any]], Mapping[str, Any]]] = {
@@ -148,7 +166,7 @@ class Informer:
             self._drop((namespace, name))
 
     def _keep(self, obj: Mapping[str, Any]) -> None:
-        obj = self._slim(obj)
+        obj = compact(self._slim(obj))
         key = _key(obj)
         self._drop(key)
         self._store[key] = obj

@@ -9,6 +9,7 @@ and Deployments of the namespace, which is what the README tells people to do.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from controller.kube import records
-from controller.kube.api import APPROVALS, COMMANDS, ROLLOUTS, KubeApi
+from controller.kube.api import APPROVALS, COMMANDS, DEPLOYMENTS, ROLLOUTS, KubeApi
 from controller.kube.caches import Informer
 from controller.operator import Operator, OperatorSettings
 from controller.sim.scenario import parse_scenario
@@ -234,6 +235,66 @@ def test_a_watch_that_meets_410_gone_relists_and_misses_nothing(
     assert sorted(o["metadata"]["name"] for o in informer.indexed(world.name)) == sorted(
         a["metadata"]["name"] for a in added
     )
+
+
+def test_cached_objects_equal_what_was_served_and_share_their_strings(
+    kube: KubeEmulator,
+) -> None:
+    """Every response decodes its own copy of each string; the cache keeps one."""
+    informer = Informer(KubeApi(kube.api_client(user=OPERATOR_USER)), ROLLOUTS, None)
+    query = "sum(rate(stage_validation_errors_total[5m])) / sum(rate(http_requests_total[5m]))"
+
+    def served(name: str) -> dict[str, Any]:
+        status = {"step": "2.1", "lastVerdicts": [{"name": "errors", "query": query}]}
+        text = json.dumps(
+            {
+                "metadata": {
+                    "namespace": "shop",
+                    "name": name,
+                    "uid": name,
+                    "resourceVersion": "7",
+                    "managedFields": [{}],
+                },
+                "status": status,
+            }
+        )
+        return json.loads(text)  # type: ignore[no-any-return]
+
+    first, second = served("a"), served("b")
+    assert (
+        first["status"]["lastVerdicts"][0]["query"]
+        is not second["status"]["lastVerdicts"][0]["query"]
+    )
+    for obj in (first, second):
+        informer.apply("ADDED", obj)
+    a, b = informer.get("shop", "a"), informer.get("shop", "b")
+    assert a is not None and b is not None
+    assert a == {
+        **first,
+        "metadata": {k: v for k, v in first["metadata"].items() if k != "managedFields"},
+    }
+    assert a["status"]["lastVerdicts"][0]["query"] is b["status"]["lastVerdicts"][0]["query"]
+    assert next(k for k in a["status"] if k == "lastVerdicts") is next(
+        k for k in b["status"] if k == "lastVerdicts"
+    )
+
+
+def test_a_cached_deployment_keeps_what_a_tick_reads_not_its_pod_spec(kube: KubeEmulator) -> None:
+    informer = Informer(KubeApi(kube.api_client(user=OPERATOR_USER)), DEPLOYMENTS, "shop")
+    template = {"metadata": {"annotations": {"stage/restartedAt": "t"}}, "spec": {"containers": []}}
+    informer.apply(
+        "ADDED",
+        {
+            "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
+            "spec": {"replicas": 2, "template": template},
+            "status": {"updatedReplicas": 2},
+        },
+    )
+    assert informer.get("shop", "api") == {
+        "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
+        "spec": {"replicas": 2, "template": {"metadata": template["metadata"]}},
+        "status": {"updatedReplicas": 2},
+    }
 
 
 def test_a_status_conflict_rereads_and_loses_no_update(
