@@ -184,7 +184,8 @@ def test_two_replicas_keep_one_writer_and_progress_through_leader_loss_and_upgra
         wait_for(a.leading, "a leads")
         b = launch("b")
         ready_standby(b)
-        assert a.readyz() == (200, "ok: leading")
+        # The Lease can come before the first list of the caches: ready only after both.
+        wait_for(lambda: a.readyz() == (200, "ok: leading"), "a is ready as the leader")
         assert a.leader_metric() == "stage_rollout_leader 1.0"
         progresses(a)
 
