@@ -38,6 +38,7 @@ from controller.kube.api import (
 )
 from controller.kube.reconciler import Hooks, Outcome, Reconciler
 from controller.operator import Operator, OperatorSettings
+from controller.ports import MetricsSource
 from controller.sim.scenario import parse_scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
 from phases.plan import Plan
@@ -348,6 +349,27 @@ def walk_tiny_plan_to_e50(world: World) -> None:
     world.settle()
 
 
+def operator_arguments(
+    world: World, emulator: KubeEmulator, metrics: MetricsSource, **settings: Any
+) -> dict[str, Any]:
+    """What an Operator (or a test's subclass) of the world's namespace is built from.
+
+    It acts as the operator's user and reads `metrics`; passes come every second at a
+    one-second granularity with no metrics port, unless `settings` say otherwise.
+    """
+    chosen = {
+        "interval": timedelta(seconds=1),
+        "granularity": timedelta(seconds=1),
+        "metrics_port": 0,
+        **settings,
+    }
+    return {
+        "api": KubeApi(emulator.api_client(user=OPERATOR_USER)),
+        "settings": OperatorSettings(namespace=world.namespace, **chosen),
+        "metrics_for": lambda _spec, _plan: metrics,
+    }
+
+
 def admin_api(emulator: KubeEmulator) -> KubeApi:
     """A connection in group system:masters, which RBAC allows everything."""
     client = emulator.api_client(user=ADMIN_USER)
@@ -441,16 +463,7 @@ def quick_operator(emulator: KubeEmulator) -> Iterator[tuple[World, Operator]]:
         ),
         timedelta(seconds=1),
     )
-    operator = Operator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
-            interval=timedelta(seconds=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
-        ),
-        metrics_for=lambda _spec, _plan: healthy,
-    )
+    operator = Operator(**operator_arguments(world, emulator, healthy))
     runner = threading.Thread(target=operator.run, daemon=True)
     runner.start()
     try:

@@ -22,7 +22,7 @@ import yaml
 from controller.kube import records
 from controller.kube.api import APPROVALS, COMMANDS, DEPLOYMENTS, ROLLOUTS, KubeApi
 from controller.kube.caches import Informer
-from controller.operator import Operator, OperatorSettings
+from controller.operator import Operator
 from controller.sim.scenario import parse_scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
 from phases.plan_checks import parse_plan
@@ -34,6 +34,7 @@ from tests.kube.operator_world import (
     ROLLOUT_ACCOUNT,
     World,
     make_world,
+    operator_arguments,
 )
 from tests.support.kube_emulator import KubeEmulator, RequestRecord
 
@@ -77,17 +78,7 @@ def cached_operator(
     if watchable:
         let_account_watch(world)
     metrics = healthy_metrics()
-    operator = Operator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
-            interval=timedelta(seconds=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
-            **settings,
-        ),
-        metrics_for=lambda _spec, _plan: metrics,
-    )
+    operator = Operator(**operator_arguments(world, emulator, metrics, **settings))
     operator.start_caches()
     try:
         yield world, operator

@@ -13,14 +13,14 @@ import pytest
 
 from controller.kube.api import DEPLOYMENTS, KubeApi
 from controller.kube.leadership import LeaderElector
-from controller.operator import Operator, OperatorSettings
+from controller.operator import Operator
 from controller.telemetry import Telemetry
 from phases.flags import hash_flags
 from tests.kube.operator_world import (
-    OPERATOR_USER,
     World,
     approve_when_ready,
     make_world,
+    operator_arguments,
     quick_operator,
 )
 from tests.support.kube_emulator import KubeEmulator
@@ -206,14 +206,7 @@ def test_the_operator_hands_each_decisions_events_to_the_notifier(
     world = make_world(emulator)
     recording = _Recording()
     operator = Operator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
-            interval=timedelta(seconds=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
-        ),
-        metrics_for=lambda _spec, _plan: world.source,
+        **operator_arguments(world, emulator, world.source),
         notifier=recording,  # type: ignore[arg-type]
     )
     for _ in range(4):

@@ -18,10 +18,16 @@ from typing import Any
 import httpx
 import yaml
 
-from controller.kube.api import ROLLOUTS, KubeApi
-from controller.operator import Operator, OperatorSettings
+from controller.kube.api import ROLLOUTS
+from controller.operator import Operator
 from phases.plan_checks import parse_plan
-from tests.kube.operator_world import OPERATOR_USER, QUICK_PLAN, TINY_PLAN, World, make_world
+from tests.kube.operator_world import (
+    QUICK_PLAN,
+    TINY_PLAN,
+    World,
+    make_world,
+    operator_arguments,
+)
 from tests.support.kube_emulator import KubeEmulator
 
 SOAK = 4
@@ -44,16 +50,14 @@ def soaking_world(emulator: KubeEmulator) -> World:
 @contextmanager
 def running(world: World, emulator: KubeEmulator, *, wakeups: bool) -> Iterator[Operator]:
     operator = Operator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
+        **operator_arguments(
+            world,
+            emulator,
+            world.source,
             interval=timedelta(hours=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
             wakeups=wakeups,
             wakeup_margin=timedelta(milliseconds=300),
-        ),
-        metrics_for=lambda _spec, _plan: world.source,
+        )
     )
     runner = threading.Thread(target=operator.run, daemon=True)
     runner.start()
@@ -151,16 +155,14 @@ def test_the_alertmanager_webhook_ticks_only_the_rollouts_whose_plan_names_the_a
     paged.pop("status", None)
     world.api.create(ROLLOUTS, world.namespace, paged)
     operator = RecordingOperator(
-        KubeApi(emulator.api_client(user=OPERATOR_USER)),
-        OperatorSettings(
-            namespace=world.namespace,
+        **operator_arguments(
+            world,
+            emulator,
+            world.source,
             interval=timedelta(hours=1),
-            granularity=timedelta(seconds=1),
-            metrics_port=0,
             alert_webhook_port=0,
             alert_webhook_token="s3cret",
-        ),
-        metrics_for=lambda _spec, _plan: world.source,
+        )
     )
     operator.ticked = []
     runner = threading.Thread(target=operator.run, daemon=True)
