@@ -9,7 +9,7 @@ verdict with its evidence. Keeping the rules in one place means the operator,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -66,9 +66,12 @@ class WindowSummary:
         window: timedelta,
         values: list[float],
         largest_gap: timedelta,
-        points: tuple[tuple[float, float], ...] = (),
+        points: Sequence[tuple[float, float]] = (),
     ) -> WindowSummary:
-        """Summarise evenly meaningful samples (one series) found over the window."""
+        """Summarise evenly meaningful samples (one series) found over the window.
+
+        The sample times are kept (copied) only for a window of at most POINTS_KEPT.
+        """
         finite = list(filter(math.isfinite, values))
         if not values:
             return cls(query=query, window=window, series=0, largest_gap=window)
@@ -81,7 +84,7 @@ class WindowSummary:
             last=values[-1],
             largest_gap=largest_gap,
             non_finite=len(values) - len(finite),
-            points=points if len(points) <= POINTS_KEPT else (),
+            points=tuple(points) if len(points) <= POINTS_KEPT else (),
         )
 
 

@@ -52,7 +52,7 @@ from controller.prometheus.transport import (
 )
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
-from phases.verdicts import POINTS_KEPT, AlertHistory, WindowSummary
+from phases.verdicts import AlertHistory, WindowSummary
 
 __all__ = [
     "RETRY_STATUSES",
@@ -386,7 +386,7 @@ def summarize_samples(
         window,
         list(values),
         timedelta(seconds=round(largest, 3)),
-        points=tuple(points) if len(points) <= POINTS_KEPT else (),
+        points=points,
     )
 
 
