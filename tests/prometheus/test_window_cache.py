@@ -163,6 +163,13 @@ def test_every_tick_of_an_eventful_history_summarises_as_the_whole_window(
     # Off the cached grid, before the last read or a refresh past: whole windows.
     assert not any((off_grid, back_on, backwards, past_refresh))
     assert after and forward
+    # The history does hold each event it is said to (read whole, at ticks it passed).
+    ratio, coverage, plain, rates = QUERIES
+    at_ = {m: stamp(base + m * 60) for m in (115, 135, 168)}
+    assert whole.summarize("", ratio, WINDOWS[0], at_[135]).non_finite > 0  # 0/0
+    assert whole.summarize("", plain, WINDOWS[1], at_[115]).series == 2
+    assert whole.summarize("", rates, WINDOWS[0], at_[168]).largest_gap >= timedelta(minutes=9)
+    assert whole.summarize("", coverage, WINDOWS[0], at_[168]).largest_gap >= timedelta(minutes=9)
 
 
 def test_a_restart_on_the_same_data_keeps_the_cache_and_changed_or_lost_data_is_read_whole(
