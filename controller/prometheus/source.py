@@ -184,6 +184,8 @@ class PrometheusSource:
         """Windows read in part: their cached points completed by a read of the newest."""
 
     def close(self) -> None:
+        if self._windows is not None:
+            self._windows.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._exchanger is not None:
             self._exchanger.close()

@@ -28,14 +28,18 @@ What may still change, and therefore what is asked again each tick:
 Anything off the happy path reads the whole window: no cache yet, a query not
 reusable, a new `at` off the cached grid or before the last one, a window start
 earlier than the cached one, an answer with more than one series or other labels,
-a read that failed. Only answers the strict reader accepted are kept, and the
-cache holds at most `max_points` points in all (16 bytes each).
+a read that failed. Only answers the strict reader accepted are kept. A cache
+holds at most `max_points` points (16 bytes each), and all the caches of the
+process together at most `PROCESS_POINTS`: the operator keeps one source per
+distinct Prometheus setting, which namespace users choose, so no number of
+sources can take it past its memory limit through their caches.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import Hashable, Mapping
@@ -44,7 +48,15 @@ from datetime import timedelta
 
 from controller.prometheus.answers import RangeAsked, Series
 
-__all__ = ["KeptWindow", "Reread", "WindowCache", "WindowReuse", "reusable"]
+__all__ = [
+    "PROCESS_POINTS",
+    "KeptWindow",
+    "PointBudget",
+    "Reread",
+    "WindowCache",
+    "WindowReuse",
+    "reusable",
+]
 
 # `@` evaluates at the range's ends (or a fixed time), a negative offset reads data
 # after T: either makes a point depend on more than its own time and the data.
@@ -100,14 +112,43 @@ class Reread:
     horizon_ms: int
 
 
+class PointBudget:
+    """The points every live window cache of the process may hold together (16 MB)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._caches: weakref.WeakSet[WindowCache] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def join(self, cache: WindowCache) -> None:
+        with self._lock:
+            self._caches.add(cache)
+
+    def room_for(self, count: int) -> bool:
+        """Whether `count` more points fit; a cache gone with its source holds none."""
+        with self._lock:
+            held = sum(cache.held for cache in list(self._caches))
+        return held + count <= self.limit
+
+
+PROCESS_POINTS = PointBudget(1_000_000)
+
+
 class WindowCache:
     """The last read of every window a source was asked for, shared by its threads."""
 
-    def __init__(self, reuse: WindowReuse) -> None:
+    def __init__(self, reuse: WindowReuse, budget: PointBudget = PROCESS_POINTS) -> None:
         self.reuse = reuse
+        self._budget = budget
         self._lock = threading.Lock()
         self._kept: dict[Hashable, KeptWindow] = {}
         self._points = 0
+        budget.join(self)
+
+    @property
+    def held(self) -> int:
+        """The points held, read without the lock (an int: the budget's sum may lag)."""
+        return self._points
 
     @property
     def points(self) -> int:
@@ -199,6 +240,10 @@ class WindowCache:
             ),
         )
 
+    def clear(self) -> None:
+        with self._lock:
+            self._kept, self._points = {}, 0
+
     def forget(self, key: Hashable) -> None:
         with self._lock:
             gone = self._kept.pop(key, None)
@@ -218,9 +263,10 @@ class WindowCache:
             gone = self._kept.pop(key, None)
             if gone is not None:
                 self._points -= len(gone.stamps)
-            if self._points + len(kept.stamps) <= self.reuse.max_points:
+            count = len(kept.stamps)
+            if self._points + count <= self.reuse.max_points and self._budget.room_for(count):
                 self._kept[key] = kept
-                self._points += len(kept.stamps)
+                self._points += count
 
 
 def _index(stamps: array[float], ms: int) -> int:

@@ -26,7 +26,7 @@ import pytest
 from controller.catalog import load_plan
 from controller.prometheus.answers import RangeAsked, Series
 from controller.prometheus.source import DEFAULT_REUSE, PrometheusSettings, PrometheusSource
-from controller.prometheus.window_cache import WindowCache, WindowReuse, reusable
+from controller.prometheus.window_cache import PointBudget, WindowCache, WindowReuse, reusable
 from tests.support.backfill import Series as History
 from tests.support.hostile_http import HostileServer, Request, json_reply
 from tests.support.prometheus import PrometheusServer
@@ -431,3 +431,20 @@ def test_a_summary_completed_from_the_cache_keeps_the_whole_reads_fields() -> No
     changed = tuple((t, v + 1.0 if t == first_checked else v) for t, v in fresh)
     assert cache.complete("k", again, [Series({"a": "b"}, changed)]) is None
     assert cache.plan("k", RangeAsked(start=120.0, end=7320.0, step=60.0)) is None
+
+
+def test_all_the_caches_of_the_process_share_one_budget_of_points() -> None:
+    """A namespace user choosing many Prometheus settings makes many sources: their
+    caches together stay within the budget, and a cache gone frees its share."""
+    budget = PointBudget(150)
+    asked = RangeAsked(start=0.0, end=3600.0, step=60.0)
+    points = tuple((60.0 * n, 1.0) for n in range(61))
+    first, second = WindowCache(WindowReuse(), budget), WindowCache(WindowReuse(), budget)
+    first.keep_whole("a", asked, [Series({}, points)])
+    second.keep_whole("a", asked, [Series({}, points)])
+    third = WindowCache(WindowReuse(), budget)
+    third.keep_whole("a", asked, [Series({}, points)])  # 183 > 150: not kept
+    assert (first.points, second.points, third.points) == (61, 61, 0)
+    del first
+    third.keep_whole("a", asked, [Series({}, points)])
+    assert third.points == 61
