@@ -9,7 +9,10 @@ the file changes, basic auth with a password file, a CA bundle or an explicit
 insecure switch. Concurrency comes from a thread pool: `prefetch` sends every
 distinct (query, window) of a tick at once, each exactly once however many
 rollouts need it, and the per-rollout reads that follow are answered from that
-tick's cache.
+tick's cache. Across ticks, `controller.prometheus.window_cache` keeps each window's
+last points, so that a tick one resolution step after the last asks Prometheus only
+for the newest part of a long window (the rest is the same evaluation times of the
+same data); the summary is the one the whole window would give.
 
 Every failure becomes a summary with a precise error, which the core judges as
 `unknown`: nothing a Prometheus does escapes a tick as an exception.
@@ -50,6 +53,7 @@ from controller.prometheus.transport import (
     TokenFileAuth,
     tls_verification,
 )
+from controller.prometheus.window_cache import Reread, WindowCache, WindowReuse, reusable
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
 from phases.verdicts import AlertHistory, WindowSummary
@@ -64,6 +68,7 @@ __all__ = [
 ]
 
 ResultT = TypeVar("ResultT")
+DEFAULT_REUSE = WindowReuse()
 
 
 class PrometheusSettings(BaseModel):
@@ -136,7 +141,13 @@ def _url_problem(url: str) -> str | None:
 class PrometheusSource:
     """The MetricsSource port over a real Prometheus."""
 
-    def __init__(self, settings: PrometheusSettings, resolution: timedelta) -> None:
+    def __init__(
+        self,
+        settings: PrometheusSettings,
+        resolution: timedelta,
+        *,
+        reuse: WindowReuse | None = DEFAULT_REUSE,
+    ) -> None:
         self.settings = settings
         self.resolution = resolution
         self._unusable: str | None = None
@@ -167,9 +178,14 @@ class PrometheusSource:
         self._histories: dict[tuple[tuple[str, ...], str | None, timedelta], AlertHistory] = {}
         self._histories_at: datetime | None = None
         self._filling: dict[Any, threading.Lock] = {}
+        self._windows = WindowCache(reuse) if reuse is not None else None
         self.queries_sent = 0
+        self.windows_completed = 0
+        """Windows read in part: their cached points completed by a read of the newest."""
 
     def close(self) -> None:
+        if self._windows is not None:
+            self._windows.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._exchanger is not None:
             self._exchanger.close()
@@ -187,6 +203,8 @@ class PrometheusSource:
         modes = list(dict.fromkeys(instants))
         summaries = list(self._pool.map(lambda key: self._read_window(key[0], key[1], at), unique))
         answers = list(self._pool.map(lambda query: self._read_modes(query, at), modes))
+        if self._windows is not None:
+            self._windows.prune(at.timestamp())
         with self._lock:
             self._tick = at
             self._cache = dict(zip(unique, summaries, strict=True))
@@ -199,10 +217,45 @@ class PrometheusSource:
         return cached if cached is not None else self._read_window(query, window, at)
 
     def _read_window(self, query: str, window: timedelta, at: datetime) -> WindowSummary:
+        asked = self._asked(at - window, at)
+        key = (query, window)
+        windows = self._windows if reusable(query) else None
+        reread = windows.plan(key, asked) if windows is not None else None
+        if windows is not None and reread is not None:
+            summary = self._read_rest(windows, key, reread, at)
+            if summary is not None:
+                return summary
         try:
-            series = self._range(query, at - window, at)
+            series = self._range_asked(query, asked)
         except QueryFailed as failure:
+            if windows is not None:
+                windows.forget(key)
             return WindowSummary.failed(query, window, str(failure))
+        if windows is not None:
+            windows.keep_whole(key, asked, series)
+        return self._summary(query, window, at, series)
+
+    def _read_rest(
+        self, windows: WindowCache, key: tuple[str, timedelta], reread: Reread, at: datetime
+    ) -> WindowSummary | None:
+        """The window from its cached points and a read of the rest; None to read it whole."""
+        query, window = key
+        try:
+            answer = self._range_asked(query, reread.asked)
+        except QueryFailed as failure:
+            # Reported like a whole window's failure; the next read is a whole one.
+            windows.forget(key)
+            return WindowSummary.failed(query, window, str(failure))
+        series = windows.complete(key, reread, answer)
+        if series is None:
+            return None
+        with self._lock:
+            self.windows_completed += 1
+        return self._summary(query, window, at, [series])
+
+    def _summary(
+        self, query: str, window: timedelta, at: datetime, series: list[Series]
+    ) -> WindowSummary:
         if len(series) > 1:
             return WindowSummary(query=query, window=window, series=len(series))
         if not series:
@@ -329,12 +382,17 @@ class PrometheusSource:
         params = {"query": query, "time": f"{moment:.3f}"}
         return self._get("/api/v1/query", params, lambda payload: read_instant(payload, at=moment))
 
-    def _range(self, query: str, start: datetime, end: datetime) -> list[Series]:
-        asked = RangeAsked(
+    def _asked(self, start: datetime, end: datetime) -> RangeAsked:
+        return RangeAsked(
             start=round(start.timestamp(), 3),
             end=round(end.timestamp(), 3),
             step=max(self.resolution.total_seconds(), 1.0),
         )
+
+    def _range(self, query: str, start: datetime, end: datetime) -> list[Series]:
+        return self._range_asked(query, self._asked(start, end))
+
+    def _range_asked(self, query: str, asked: RangeAsked) -> list[Series]:
         params = {
             "query": query,
             "start": f"{asked.start:.3f}",
