@@ -12,7 +12,9 @@ rollouts need it, and the per-rollout reads that follow are answered from that
 tick's cache. Across ticks, `controller.prometheus.window_cache` keeps each window's
 last points, so that a tick one resolution step after the last asks Prometheus only
 for the newest part of a long window (the rest is the same evaluation times of the
-same data); the summary is the one the whole window would give.
+same data); the summary is the one the whole window would give. A window is kept once
+for each grid it is read on, so that ticks alternating between grids (an operator's
+30s passes over a 1m resolution) each continue their own.
 
 Every failure becomes a summary with a precise error, which the core judges as
 `unknown`: nothing a Prometheus does escapes a tick as an exception.
@@ -53,7 +55,13 @@ from controller.prometheus.transport import (
     TokenFileAuth,
     tls_verification,
 )
-from controller.prometheus.window_cache import Reread, WindowCache, WindowReuse, reusable
+from controller.prometheus.window_cache import (
+    Reread,
+    WindowCache,
+    WindowReuse,
+    grid_phase,
+    reusable,
+)
 from phases.durations import Duration, format_duration
 from phases.needs import AlertReading
 from phases.verdicts import AlertHistory, WindowSummary
@@ -218,7 +226,7 @@ class PrometheusSource:
 
     def _read_window(self, query: str, window: timedelta, at: datetime) -> WindowSummary:
         asked = self._asked(at - window, at)
-        key = (query, window)
+        key = (query, window, grid_phase(asked))
         windows = self._windows if reusable(query) else None
         reread = windows.plan(key, asked) if windows is not None else None
         if windows is not None and reread is not None:
@@ -236,10 +244,10 @@ class PrometheusSource:
         return self._summary(query, window, at, series)
 
     def _read_rest(
-        self, windows: WindowCache, key: tuple[str, timedelta], reread: Reread, at: datetime
+        self, windows: WindowCache, key: tuple[str, timedelta, int], reread: Reread, at: datetime
     ) -> WindowSummary | None:
         """The window from its cached points and a read of the rest; None to read it whole."""
-        query, window = key
+        query, window, _phase = key
         try:
             answer = self._range_asked(query, reread.asked)
         except QueryFailed as failure:

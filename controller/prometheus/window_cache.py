@@ -28,7 +28,9 @@ What may still change, and therefore what is asked again each tick:
 Anything off the happy path reads the whole window: no cache yet, a query not
 reusable, a new `at` off the cached grid or before the last one, a window start
 earlier than the cached one, an answer with more than one series or other labels,
-a read that failed. Only answers the strict reader accepted are kept. A cache
+a read that failed. Only answers the strict reader accepted are kept. A source
+keys its windows by `grid_phase` too, so ticks on two grids (30s apart on a 1m
+step) each continue their own window. A cache
 holds at most `max_points` points (16 bytes each), and all the caches of the
 process together at most `PROCESS_POINTS`: the operator keeps one source per
 distinct Prometheus setting, which namespace users choose, so no number of
@@ -55,6 +57,7 @@ __all__ = [
     "Reread",
     "WindowCache",
     "WindowReuse",
+    "grid_phase",
     "reusable",
 ]
 
@@ -66,6 +69,11 @@ _RANGE_DEPENDENT = re.compile(r"@|offset\s*-", re.IGNORECASE)
 def reusable(query: str) -> bool:
     """Whether each point of `query`'s range answer depends only on its own time."""
     return _RANGE_DEPENDENT.search(query) is None
+
+
+def grid_phase(asked: RangeAsked) -> int:
+    """Where in its step a range's evaluation grid lies (ms): reads of one phase share points."""
+    return _ms(asked.start) % max(_ms(asked.step), 1)
 
 
 def _ms(seconds: float) -> int:

@@ -172,6 +172,26 @@ def test_every_tick_of_an_eventful_history_summarises_as_the_whole_window(
     assert whole.summarize("", coverage, WINDOWS[0], at_[168]).largest_gap >= timedelta(minutes=9)
 
 
+def test_ticks_alternating_between_two_grids_each_continue_their_own_window(
+    eventful: tuple[PrometheusServer, int],
+) -> None:
+    """An operator's 30s passes over a 1m resolution lie on two grids, every other pass
+    on each: each grid keeps its own points, so a read one step after its grid's last
+    is completed from the cache, and its summary is still the whole window's."""
+    server, base = eventful
+    cached, whole = sources(server.url, MINUTE)
+    partial: list[bool] = []
+    for k in range(16):
+        completed = cached.windows_completed
+        at = stamp(base + 60 * 100 + 30 * k)
+        assert differences(cached, whole, QUERIES, WINDOWS, at) == [], at
+        partial.append(cached.windows_completed > completed)
+    # The first read on each grid is whole; after it, every 2h window of every tick is
+    # completed (a 30m window is all horizon and check: always read whole).
+    assert partial[:2] == [False, False]
+    assert cached.windows_completed == 14 * len(QUERIES)
+
+
 def test_a_restart_on_the_same_data_keeps_the_cache_and_changed_or_lost_data_is_read_whole(
     eventful: tuple[PrometheusServer, int],
 ) -> None:
