@@ -11,6 +11,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def on_grid(moment: datetime, step: timedelta) -> datetime:
+    """The last multiple of `step` since the epoch at or before `moment`.
+
+    The operator's passes stand on this grid, so that passes a whole number of
+    resolution steps apart read Prometheus on the same evaluation times.
+    """
+    step_us = max(round(step.total_seconds() * 1_000_000), 1)
+    since = moment - _EPOCH
+    micros = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+    return _EPOCH + timedelta(microseconds=micros - micros % step_us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Clock(Protocol):
     """Where drivers get the time from."""
 

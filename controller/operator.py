@@ -39,7 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from controller.alert_receiver import Receiver
 from controller.alert_receiver import serve as serve_alert_receiver
-from controller.clock import SystemClock
+from controller.clock import SystemClock, on_grid
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import (
     ADMISSION_BINDINGS,
@@ -356,12 +356,15 @@ class Operator:
         last = self._last_tick.get(key)
         return last is None or now - last >= interval - self.settings.granularity / 2
 
-    def tick_all(self) -> list[Outcome]:
-        """One pass: prefetch every due rollout's queries together, then reconcile each."""
+    def tick_all(self, at: datetime | None = None) -> list[Outcome]:
+        """One pass: prefetch every due rollout's queries together, then reconcile each.
+
+        `at` is the pass's moment, by default now.
+        """
         self.telemetry.alive.set()
         if not self._may_write():
             return []
-        now = self.clock.now()
+        now = at if at is not None else self.clock.now()
         try:
             rollouts = [r for r in self.list_rollouts() if self._due(r, now)]
         except KubeError as error:
@@ -386,6 +389,16 @@ class Operator:
             for r in rollouts
         ]
         return [self._outcome_of(namespace, name, future) for namespace, name, future in futures]
+
+    def scheduled_pass(self) -> list[Outcome]:
+        """A pass of the schedule, standing on the granularity's grid since the epoch.
+
+        The scheduler fires on that grid, so this is now less the scheduler's delay.
+        A rollout due every 30s then reads Prometheus at moments 60s apart every
+        other pass, which a 1m resolution's window cache continues instead of
+        reading whole windows again (`controller.prometheus.window_cache`).
+        """
+        return self.tick_all(on_grid(self.clock.now(), self.settings.granularity))
 
     def _outcome_of(self, namespace: str, name: str, future: Any) -> Outcome:
         """A reconcile's outcome; whatever escaped it stays that rollout's problem."""
@@ -573,9 +586,13 @@ class Operator:
             IntervalTrigger(seconds=PRUNE_EVERY.total_seconds()),
             id="prune-records",
         )
+        granularity = self.settings.granularity
         self.scheduler.add_job(
-            self.tick_all,
-            IntervalTrigger(seconds=self.settings.granularity.total_seconds()),
+            self.scheduled_pass,
+            IntervalTrigger(
+                seconds=granularity.total_seconds(),
+                start_date=on_grid(self.clock.now(), granularity) + granularity,
+            ),
             id="tick-all",
             next_run_time=self.clock.now(),
         )

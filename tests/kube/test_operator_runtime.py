@@ -216,3 +216,41 @@ def test_the_operator_hands_each_decisions_events_to_the_notifier(
     kinds = [kind for _ns, _name, found in recording.calls for kind in found]
     assert "transition" in kinds
     assert {(ns, name) for ns, name, _ in recording.calls} == {(world.namespace, world.name)}
+
+
+class _PassMoments(Operator):
+    """Records the moment each pass stands at."""
+
+    moments: list[datetime]
+
+    def tick_all(self, at: datetime | None = None) -> list[Any]:
+        self.moments.append(at if at is not None else self.clock.now())
+        return []
+
+
+def test_scheduled_passes_stand_on_the_granularity_grid_so_windows_line_up(
+    kube: KubeEmulator,
+) -> None:
+    """Passes 30s apart, each fired a little late, read at moments a whole number of
+    seconds apart: every other one is a whole 1m resolution step after the last but one."""
+    world = make_world(kube)
+    now = {"t": datetime(2026, 12, 2, 4, 0, 0, tzinfo=UTC)}
+
+    class Late:
+        def now(self) -> datetime:
+            return now["t"]
+
+        def monotonic(self) -> float:
+            return time.monotonic()
+
+    operator = _PassMoments(
+        **operator_arguments(world, kube, world.source, granularity=timedelta(seconds=5)),
+        clock=Late(),  # type: ignore[arg-type]
+    )
+    operator.moments = []
+    for k, late_ms in enumerate((3, 250, 17, 4_999, 1)):
+        now["t"] = datetime(2026, 12, 2, 4, 0, 5, tzinfo=UTC) + k * timedelta(seconds=30)
+        now["t"] += timedelta(milliseconds=late_ms)
+        operator.scheduled_pass()
+    start = datetime(2026, 12, 2, 4, 0, 5, tzinfo=UTC)
+    assert operator.moments == [start + k * timedelta(seconds=30) for k in range(5)]
