@@ -177,6 +177,9 @@ class Operator:
         )
         self._generations: dict[tuple[str, str], int] = {}
         self._last_tick: dict[tuple[str, str], datetime] = {}
+        self._live: dict[str, tuple[tuple[str, str, int, int], Records]] = {}
+        """Each rollout's live records, for the rollout version and record buckets they were
+        sorted from (`_records`): a steady pass looks at no record, however many are spent."""
         self._problems: dict[str, str] = {}
         self.stop = threading.Event()
         self.scheduler = BackgroundScheduler(
@@ -298,7 +301,22 @@ class Operator:
         if approvals is None or commands is None:
             return None
         key = _rollout_key(rollout)
-        return live_records(rollout, approvals.indexed(key), commands.indexed(key), now)
+        metadata = rollout.get("metadata") or {}
+        valid_for = (
+            str(metadata.get("uid", "")),
+            str(metadata.get("resourceVersion", "")),
+            approvals.stamp(key),
+            commands.stamp(key),
+        )
+        known = self._live.get(key)
+        if known is not None and known[0] == valid_for and valid_for[1]:
+            return known[1]
+        stamped_approvals, items = approvals.indexed_at(key)
+        stamped_commands, orders = commands.indexed_at(key)
+        live = live_records(rollout, items, orders, now)
+        stamped = (*valid_for[:2], stamped_approvals, stamped_commands)
+        self._live[key] = (stamped, live)
+        return live
 
     def prune_records(self) -> int:
         """Delete spent approvals and commands older than the retention; how many went."""
@@ -531,6 +549,7 @@ class Operator:
             generation = int(metadata.get("generation", 0))
             if kind_of_event == "DELETED":
                 self._generations.pop(key, None)
+                self._live.pop(f"{key[0]}/{key[1]}", None)
                 self.wakeups.cancel(*key)
                 return None
             if self._generations.get(key) == generation:

@@ -122,6 +122,10 @@ class Informer:
         self._lock = threading.Lock()
         self._store: dict[Key, Mapping[str, Any]] = {}
         self._index: dict[str, dict[Key, Mapping[str, Any]]] = {}
+        self._stamps: dict[str, int] = {}
+        self._stamp = 0
+        self.examined = 0
+        """Objects handed out by `indexed`: what passes looked at (tests count it)."""
         self.resource_version = ""
         self.synced = threading.Event()
         self.failing: str | None = None
@@ -143,8 +147,21 @@ class Informer:
 
     def indexed(self, key: str) -> list[Mapping[str, Any]]:
         """The objects whose index key is `key` (e.g. the records of one rollout)."""
+        return self.indexed_at(key)[1]
+
+    def indexed_at(self, key: str) -> tuple[int, list[Mapping[str, Any]]]:
+        """`indexed(key)` and the stamp of that bucket as handed out."""
         with self._lock:
-            return list(self._index.get(key, {}).values())
+            found = list(self._index.get(key, {}).values())
+            self.examined += len(found)
+            return self._stamps.get(key, 0), found
+
+    def stamp(self, key: str) -> int:
+        """A number that changes whenever the objects under index key `key` change (and is
+        never reused for another content): what a result computed from them is valid for.
+        0 is an empty bucket."""
+        with self._lock:
+            return self._stamps.get(key, 0)
 
     def covers(self, namespace: str | None) -> bool:
         return self.synced.is_set() and (self.namespace is None or self.namespace == namespace)
@@ -172,6 +189,14 @@ class Informer:
         self._store[key] = obj
         if self._index_of is not None and (index := self._index_of(obj)) is not None:
             self._index.setdefault(index, {})[key] = obj
+            self._restamp(index)
+
+    def _restamp(self, index: str) -> None:
+        self._stamp += 1
+        if index in self._index:
+            self._stamps[index] = self._stamp
+        else:
+            self._stamps.pop(index, None)
 
     def _drop(self, key: Key) -> None:
         old = self._store.pop(key, None)
@@ -182,11 +207,12 @@ class Informer:
                 bucket.pop(key, None)
                 if not bucket:
                     self._index.pop(index or "", None)
+                self._restamp(index or "")
 
     def _forget_all(self) -> None:
         with self._lock:
             self.synced.clear()
-            self._store, self._index = {}, {}
+            self._store, self._index, self._stamps = {}, {}, {}
 
     def relist(self) -> list[tuple[str, Mapping[str, Any]]]:
         """List again; the changes against the cache as (event type, object)."""
@@ -194,7 +220,7 @@ class Informer:
         changes: list[tuple[str, Mapping[str, Any]]] = []
         with self._lock:
             old = self._store
-            self._store, self._index = {}, {}
+            self._store, self._index, self._stamps = {}, {}, {}
             for item in items:
                 self._keep(item)
                 before = old.pop(_key(item), None)

@@ -360,6 +360,34 @@ def test_old_approvals_do_not_change_what_a_pass_costs(
         assert world.status()["step"] == "a"
 
 
+def test_a_steady_pass_looks_at_no_old_approval_and_a_new_one_is_seen_at_once(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        for number in range(10):
+            world.approve("a", planHash="0" * 64, reason=f"for another plan version {number}")
+        approvals = operator._cached(APPROVALS)
+        assert approvals is not None
+        wait_for(lambda: len(approvals.indexed(f"shop/{world.name}")) == 10, "the cache has them")
+        time.sleep(1.05)
+        operator.tick_all()  # news once: reported as ignored (another plan version)
+        assert len(world.status()["approvalsIgnored"]) == 10
+        time.sleep(1.05)
+        operator.tick_all()  # the status that lists them is the rollout's new version
+        looked_at = approvals.examined
+        for _ in range(2):
+            time.sleep(1.05)
+            outcomes = operator.tick_all()
+            assert outcomes and outcomes[0].decision is not None
+        assert approvals.examined == looked_at  # not one of the ten was handed out again
+        assert world.status()["step"] == "a"
+        world.approve("a")  # one that counts changes the bucket: it is looked at, and promotes
+        passing_until(operator, lambda: world.status().get("step") == "b", "the approval promotes")
+        assert approvals.examined > looked_at
+
+
 def test_retention_deletes_spent_records_and_history_keeps_the_trail(
     kube_emulator: Callable[..., KubeEmulator],
 ) -> None:
