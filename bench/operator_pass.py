@@ -245,7 +245,7 @@ def run(
     if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
         import tracemalloc
 
-        tracemalloc.start()
+        tracemalloc.start(int(os.environ["OPERATOR_PASS_TRACEMALLOC"]))
     started, cpu = time.perf_counter(), time.process_time()
     operator.start_caches()
     calls = api_calls(emulator)
@@ -303,8 +303,20 @@ def run(
     if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
         import tracemalloc
 
-        top = tracemalloc.take_snapshot().statistics("lineno")[:15]
-        print("\n".join(str(line) for line in top))
+        snapshot = tracemalloc.take_snapshot()
+        traced, peak = tracemalloc.get_traced_memory()
+        print(
+            f"tracemalloc: {traced / 2**20:.0f} MiB traced (peak {peak / 2**20:.0f}) "
+            f"of RSS {rss_mib():.0f} MiB"
+        )
+        for group in ("filename", "lineno"):
+            top = snapshot.statistics(group)[:15]
+            print("\n".join(str(line) for line in top))
+        if int(os.environ["OPERATOR_PASS_TRACEMALLOC"]) > 1:
+            for stat in snapshot.statistics("traceback")[:12]:
+                print(stat, *stat.traceback.format()[-24:], sep="\n  ")
+    if os.environ.get("OPERATOR_PASS_MALLOCSTATS"):
+        sys._debugmallocstats()  # to stderr: pymalloc's arenas against the blocks in use
     operator.stop.set()
     best = min(steady) if steady else float("nan")
     print(
