@@ -393,7 +393,7 @@ class Operator:
                 r["metadata"]["namespace"],
                 r["metadata"]["name"],
                 self._pool.submit(
-                    self._reconcile,
+                    self._reconcile_summarised,
                     r["metadata"]["namespace"],
                     r["metadata"]["name"],
                     now,
@@ -440,6 +440,11 @@ class Operator:
             except Exception as error:
                 # Each rollout's own queries report the problem in its tick.
                 log.warning("prefetch skipped: %s", type(error).__name__)
+
+    def _reconcile_summarised(self, *call: Any) -> Outcome:
+        """A pass's reconcile: its outcome without the decision, which the pass would
+        otherwise hold for every rollout until its end (a status each)."""
+        return self._reconcile(*call).summarised()
 
     def _reconcile(
         self,

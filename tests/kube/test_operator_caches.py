@@ -130,7 +130,9 @@ def test_a_steady_pass_reads_nothing_and_writes_nothing(
         for _ in range(2):
             time.sleep(1.05)
             outcomes = operator.tick_all()
-            assert [o.name for o in outcomes if o.decision is not None] == [world.name]
+            assert [o.name for o in outcomes if o.state is not None] == [world.name]
+            # What the pass holds of each rollout until it ends: not the decision's status.
+            assert outcomes[0].decision is None and outcomes[0].step == before["step"]
         assert served(emulator, since) == []
         # Nothing written, not even lastTickAt: liveness is the metric instead.
         assert world.status() == before
@@ -355,7 +357,7 @@ def test_old_approvals_do_not_change_what_a_pass_costs(
         since = time.monotonic()
         time.sleep(1.05)
         outcomes = operator.tick_all()
-        assert outcomes and outcomes[0].decision is not None
+        assert outcomes and outcomes[0].state is not None
         assert served(emulator, since) == []
         assert world.status()["step"] == "a"
 
@@ -380,7 +382,7 @@ def test_a_steady_pass_looks_at_no_old_approval_and_a_new_one_is_seen_at_once(
         for _ in range(2):
             time.sleep(1.05)
             outcomes = operator.tick_all()
-            assert outcomes and outcomes[0].decision is not None
+            assert outcomes and outcomes[0].state is not None
         assert approvals.examined == looked_at  # not one of the ten was handed out again
         assert world.status()["step"] == "a"
         world.approve("a")  # one that counts changes the bucket: it is looked at, and promotes
