@@ -248,6 +248,9 @@ def run(
         tracemalloc.start(int(os.environ["OPERATOR_PASS_TRACEMALLOC"]))
     started, cpu = time.perf_counter(), time.process_time()
     operator.start_caches()
+    # Running, as in `Operator.run`: wake-up jobs live in its job store (a stopped
+    # scheduler keeps them in a list it scans for each one moved).
+    operator.scheduler.start()
     calls = api_calls(emulator)
     print(
         f"caches filled in {time.perf_counter() - started:.2f} s wall, "
@@ -282,11 +285,7 @@ def run(
         calls = api_calls(emulator)
         sent = operator.endpoints.queries_sent - sent_before
         problems = [o.problem for o in outcomes if o.problem]
-        states = Counter(
-            f"{o.decision.status.step}/{o.decision.status.state}"
-            for o in outcomes
-            if o.decision is not None
-        )
+        states = Counter(f"{o.step}/{o.state}" for o in outcomes if o.state is not None)
         reads = sum(n for key, n in calls.items() if key.split(" ")[0] in ("get", "list", "watch"))
         writes = sum(calls.values()) - reads
         per = {key: round(n / max(len(outcomes), 1), 3) for key, n in sorted(calls.items())}
@@ -318,6 +317,7 @@ def run(
     if os.environ.get("OPERATOR_PASS_MALLOCSTATS"):
         sys._debugmallocstats()  # to stderr: pymalloc's arenas against the blocks in use
     operator.stop.set()
+    operator.scheduler.shutdown(wait=False)
     best = min(steady) if steady else float("nan")
     print(
         f"RESULT rollouts={count} old_approvals={old} steady_passes={len(steady)} "
