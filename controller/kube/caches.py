@@ -18,8 +18,9 @@ ServiceAccount*, and only when the API server says that account may list and
 watch that kind there; otherwise its reads stay direct GETs as that account. A
 cache never lets the operator see an object its account could not read itself.
 
-Objects are kept without `metadata.managedFields`, and Deployments without their
-pod spec (a tick reads replicas, template annotations and status); objects
+Objects are kept without `metadata.managedFields`, and Deployments with only what
+a tick reads (replicas, template metadata, rollout counters, the Progressing
+condition); objects
 handed out are shared with the cache: callers must not mutate them. Their strings
 are interned (`compact`): every rollout's status repeats the same keys, queries,
 reasons and step names, and JSON decoding gives each response its own copies.
@@ -54,14 +55,29 @@ def slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
 
 
+_DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
+
+
 def slim_deployment(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """A Deployment as a rollout's tick reads it (`target.rollout_state`): its replicas,
-    its pod template's metadata and its status, not the pod spec."""
+    its pod template's metadata, its rollout counters and Progressing condition; not the
+    pod spec, selector or strategy (at 10,000 rollouts each kilobyte kept is 10 MB)."""
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
-    kept = {k: v for k, v in spec.items() if k != "template"}
-    kept["template"] = {"metadata": template.get("metadata") or {}}
-    return {**slim(obj), "spec": kept}
+    kept: dict[str, Any] = {"template": {"metadata": template.get("metadata") or {}}}
+    if "replicas" in spec:
+        kept["replicas"] = spec["replicas"]
+    slimmed = {**slim(obj), "spec": kept}
+    status = obj.get("status")
+    if isinstance(status, Mapping):
+        counters = {k: status[k] for k in _DEPLOYMENT_STATUS if k in status}
+        conditions = status.get("conditions")
+        if isinstance(conditions, list):
+            counters["conditions"] = [
+                c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Progressing"
+            ]
+        slimmed["status"] = counters
+    return slimmed
 
 
 def compact(value: Any) -> Any:

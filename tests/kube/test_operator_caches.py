@@ -22,6 +22,7 @@ import yaml
 from controller.kube import records
 from controller.kube.api import APPROVALS, COMMANDS, DEPLOYMENTS, ROLLOUTS, KubeApi
 from controller.kube.caches import Informer
+from controller.kube.target import rollout_state
 from controller.operator import Operator
 from controller.sim.scenario import parse_scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
@@ -275,19 +276,44 @@ def test_cached_objects_equal_what_was_served_and_share_their_strings(
 def test_a_cached_deployment_keeps_what_a_tick_reads_not_its_pod_spec(kube: KubeEmulator) -> None:
     informer = Informer(KubeApi(kube.api_client(user=OPERATOR_USER)), DEPLOYMENTS, "shop")
     template = {"metadata": {"annotations": {"stage/restartedAt": "t"}}, "spec": {"containers": []}}
-    informer.apply(
-        "ADDED",
-        {
-            "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
-            "spec": {"replicas": 2, "template": template},
-            "status": {"updatedReplicas": 2},
+    progressing = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": "ReplicaSet api-1 has timed out progressing.",
+    }
+    full = {
+        "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
+        "spec": {
+            "replicas": 2,
+            "template": template,
+            "selector": {"matchLabels": {"app": "api"}},
+            "strategy": {"type": "RollingUpdate"},
         },
-    )
-    assert informer.get("shop", "api") == {
+        "status": {
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "conditions": [
+                {"type": "Available", "status": "True", "message": "minimum availability"},
+                progressing,
+            ],
+        },
+    }
+    informer.apply("ADDED", full)
+    kept = informer.get("shop", "api")
+    assert kept == {
         "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
         "spec": {"replicas": 2, "template": {"metadata": template["metadata"]}},
-        "status": {"updatedReplicas": 2},
+        "status": {"updatedReplicas": 2, "conditions": [progressing]},
     }
+    # What a tick makes of it is what it makes of the whole object, stuck or not.
+    assert kept is not None
+    assert rollout_state(kept, None) == rollout_state(full, None)
+    assert "progress deadline" in str(rollout_state(kept, None)[1])
+    healthy, whole = json.loads(json.dumps(kept)), json.loads(json.dumps(full))
+    healthy["status"]["conditions"] = whole["status"]["conditions"] = []
+    for flags_hash in (None, "t", "other"):
+        assert rollout_state(healthy, flags_hash) == rollout_state(whole, flags_hash)
 
 
 def test_a_status_conflict_rereads_and_loses_no_update(
