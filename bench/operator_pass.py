@@ -9,8 +9,10 @@ soak; the last passes are the steady state (nothing changes, so nothing should b
 read from or written to the API server; gates and triggers are still read from
 Prometheus, every distinct query once for all rollouts).
 
-For each pass it prints wall time, CPU per rollout, API calls per rollout by verb
-and resource (counted by the emulator), Prometheus queries, and RSS. Each scenario
+The operator's scheduler runs (wake-up jobs), as in `Operator.run`; the passes are
+called by the bench. For each pass it prints wall time, CPU per rollout, API calls
+per rollout by verb and resource (counted by the emulator; the caches' watches
+resuming are counted apart), Prometheus queries, and RSS. Each scenario
 runs in a fresh process: N rollouts with no old approvals, and N rollouts with 10
 old approvals each (for another plan version, created before the rollout started);
 the ratio of their best steady passes is printed last.
@@ -19,8 +21,10 @@ the ratio of their best steady passes is printed last.
     python bench/operator_pass.py --rollouts 10000   # 10,000 (20-30 minutes on a busy machine)
     python bench/operator_pass.py --one --rollouts 10000 --with-old 0   # only the first scenario
 
-OPERATOR_PASS_PROFILE=1 profiles the last pass (ticks run inline), and
-OPERATOR_PASS_TRACEMALLOC=1 prints the largest allocations after the passes.
+OPERATOR_PASS_PROFILE=1 profiles the last pass (ticks run inline),
+OPERATOR_PASS_TRACEMALLOC=N prints the largest allocations after the passes (N frames
+each) and tracemalloc's total beside RSS, and OPERATOR_PASS_MALLOCSTATS=1 prints
+pymalloc's arenas against the blocks in use (what RSS holds beyond live objects).
 
 Targets: a steady pass over 10,000 rollouts <= 5 s with zero API reads and zero
 writes, RSS <= 400 MB, and 10 old approvals per rollout within 10 % of none.
