@@ -309,6 +309,7 @@ class Operator:
             commands.stamp(key),
         )
         known = self._live.get(key)
+        # `live_records` reads the status and the records, never `now`: the memo is exact.
         if known is not None and known[0] == valid_for and valid_for[1]:
             return known[1]
         stamped_approvals, items = approvals.indexed_at(key)
