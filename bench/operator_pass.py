@@ -9,8 +9,10 @@ soak; the last passes are the steady state (nothing changes, so nothing should b
 read from or written to the API server; gates and triggers are still read from
 Prometheus, every distinct query once for all rollouts).
 
-For each pass it prints wall time, CPU per rollout, API calls per rollout by verb
-and resource (counted by the emulator), Prometheus queries, and RSS. Each scenario
+The operator's scheduler runs (wake-up jobs), as in `Operator.run`; the passes are
+called by the bench. For each pass it prints wall time, CPU per rollout, API calls
+per rollout by verb and resource (counted by the emulator; the caches' watches
+resuming are counted apart), Prometheus queries, and RSS. Each scenario
 runs in a fresh process: N rollouts with no old approvals, and N rollouts with 10
 old approvals each (for another plan version, created before the rollout started);
 the ratio of their best steady passes is printed last.
@@ -19,8 +21,10 @@ the ratio of their best steady passes is printed last.
     python bench/operator_pass.py --rollouts 10000   # 10,000 (20-30 minutes on a busy machine)
     python bench/operator_pass.py --one --rollouts 10000 --with-old 0   # only the first scenario
 
-OPERATOR_PASS_PROFILE=1 profiles the last pass (ticks run inline), and
-OPERATOR_PASS_TRACEMALLOC=1 prints the largest allocations after the passes.
+OPERATOR_PASS_PROFILE=1 profiles the last pass (ticks run inline),
+OPERATOR_PASS_TRACEMALLOC=N prints the largest allocations after the passes (N frames
+each) and tracemalloc's total beside RSS, and OPERATOR_PASS_MALLOCSTATS=1 prints
+pymalloc's arenas against the blocks in use (what RSS holds beyond live objects).
 
 Targets: a steady pass over 10,000 rollouts <= 5 s with zero API reads and zero
 writes, RSS <= 400 MB, and 10 old approvals per rollout within 10 % of none.
@@ -245,9 +249,12 @@ def run(
     if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
         import tracemalloc
 
-        tracemalloc.start()
+        tracemalloc.start(int(os.environ["OPERATOR_PASS_TRACEMALLOC"]))
     started, cpu = time.perf_counter(), time.process_time()
     operator.start_caches()
+    # Running, as in `Operator.run`: wake-up jobs live in its job store (a stopped
+    # scheduler keeps them in a list it scans for each one moved).
+    operator.scheduler.start()
     calls = api_calls(emulator)
     print(
         f"caches filled in {time.perf_counter() - started:.2f} s wall, "
@@ -282,18 +289,21 @@ def run(
         calls = api_calls(emulator)
         sent = operator.endpoints.queries_sent - sent_before
         problems = [o.problem for o in outcomes if o.problem]
-        states = Counter(
-            f"{o.decision.status.step}/{o.decision.status.state}"
-            for o in outcomes
-            if o.decision is not None
-        )
-        reads = sum(n for key, n in calls.items() if key.split(" ")[0] in ("get", "list", "watch"))
-        writes = sum(calls.values()) - reads
-        per = {key: round(n / max(len(outcomes), 1), 3) for key, n in sorted(calls.items())}
+        states = Counter(f"{o.step}/{o.state}" for o in outcomes if o.state is not None)
+        # A cache's watch that times out resumes whenever it does: not the pass's read.
+        watches = sum(n for key, n in calls.items() if key.startswith("watch "))
+        reads = sum(n for key, n in calls.items() if key.split(" ")[0] in ("get", "list"))
+        writes = sum(calls.values()) - reads - watches
+        per = {
+            key: round(n / max(len(outcomes), 1), 3)
+            for key, n in sorted(calls.items())
+            if not key.startswith("watch ")
+        }
         print(
             f"pass {number}: {len(outcomes)} rollouts in {wall:.2f} s wall, "
             f"{cpu / max(len(outcomes), 1) * 1000:.2f} ms CPU per rollout, "
-            f"API reads {reads} writes {writes} (per rollout {per}), {sent} Prometheus queries, "
+            f"API reads {reads} writes {writes} (per rollout {per}; watches resumed {watches}), "
+            f"{sent} Prometheus queries, "
             f"RSS {rss_mib():.0f} MiB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}); "
             f"states {dict(states)}; {len(problems)} problems{': ' + str(problems[0]) if problems else ''}",
             flush=True,
@@ -303,9 +313,22 @@ def run(
     if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
         import tracemalloc
 
-        top = tracemalloc.take_snapshot().statistics("lineno")[:15]
-        print("\n".join(str(line) for line in top))
+        snapshot = tracemalloc.take_snapshot()
+        traced, peak = tracemalloc.get_traced_memory()
+        print(
+            f"tracemalloc: {traced / 2**20:.0f} MiB traced (peak {peak / 2**20:.0f}) "
+            f"of RSS {rss_mib():.0f} MiB"
+        )
+        for group in ("filename", "lineno"):
+            top = snapshot.statistics(group)[:15]
+            print("\n".join(str(line) for line in top))
+        if int(os.environ["OPERATOR_PASS_TRACEMALLOC"]) > 1:
+            for stat in snapshot.statistics("traceback")[:12]:
+                print(stat, *stat.traceback.format()[-24:], sep="\n  ")
+    if os.environ.get("OPERATOR_PASS_MALLOCSTATS"):
+        sys._debugmallocstats()  # to stderr: pymalloc's arenas against the blocks in use
     operator.stop.set()
+    operator.scheduler.shutdown(wait=False)
     best = min(steady) if steady else float("nan")
     print(
         f"RESULT rollouts={count} old_approvals={old} steady_passes={len(steady)} "

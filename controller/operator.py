@@ -177,6 +177,9 @@ class Operator:
         )
         self._generations: dict[tuple[str, str], int] = {}
         self._last_tick: dict[tuple[str, str], datetime] = {}
+        self._live: dict[str, tuple[tuple[str, str, int, int], Records]] = {}
+        """Each rollout's live records, for the rollout version and record buckets they were
+        sorted from (`_records`): a steady pass looks at no record, however many are spent."""
         self._problems: dict[str, str] = {}
         self.stop = threading.Event()
         self.scheduler = BackgroundScheduler(
@@ -298,7 +301,23 @@ class Operator:
         if approvals is None or commands is None:
             return None
         key = _rollout_key(rollout)
-        return live_records(rollout, approvals.indexed(key), commands.indexed(key), now)
+        metadata = rollout.get("metadata") or {}
+        valid_for = (
+            str(metadata.get("uid", "")),
+            str(metadata.get("resourceVersion", "")),
+            approvals.stamp(key),
+            commands.stamp(key),
+        )
+        known = self._live.get(key)
+        # `live_records` reads the status and the records, never `now`: the memo is exact.
+        if known is not None and known[0] == valid_for and valid_for[1]:
+            return known[1]
+        stamped_approvals, items = approvals.indexed_at(key)
+        stamped_commands, orders = commands.indexed_at(key)
+        live = live_records(rollout, items, orders, now)
+        stamped = (*valid_for[:2], stamped_approvals, stamped_commands)
+        self._live[key] = (stamped, live)
+        return live
 
     def prune_records(self) -> int:
         """Delete spent approvals and commands older than the retention; how many went."""
@@ -378,7 +397,7 @@ class Operator:
                 r["metadata"]["namespace"],
                 r["metadata"]["name"],
                 self._pool.submit(
-                    self._reconcile,
+                    self._reconcile_summarised,
                     r["metadata"]["namespace"],
                     r["metadata"]["name"],
                     now,
@@ -435,6 +454,11 @@ class Operator:
             except Exception as error:
                 # Each rollout's own queries report the problem in its tick.
                 log.warning("prefetch skipped: %s", type(error).__name__)
+
+    def _reconcile_summarised(self, *call: Any) -> Outcome:
+        """A pass's reconcile: its outcome without the decision, which the pass would
+        otherwise hold for every rollout until its end (a status each)."""
+        return self._reconcile(*call).summarised()
 
     def _reconcile(
         self,
@@ -544,6 +568,7 @@ class Operator:
             generation = int(metadata.get("generation", 0))
             if kind_of_event == "DELETED":
                 self._generations.pop(key, None)
+                self._live.pop(f"{key[0]}/{key[1]}", None)
                 self.wakeups.cancel(*key)
                 return None
             if self._generations.get(key) == generation:

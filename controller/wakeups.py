@@ -2,7 +2,7 @@
 
 After each reconcile the operator hands the decision's wake-up moment
 (`phases.wakeups.next_wakeup`) to `WakeUps.plan`, which keeps one pending
-APScheduler date job per rollout: a newer decision replaces it (it saw more),
+APScheduler date job per rollout: a newer decision moves it (it saw more),
 a decision with no moment removes it. The job calls the operator's `tick_now`.
 
 The tick runs `margin` after the moment: the comparisons that flip there are
@@ -35,6 +35,10 @@ class Scheduler(Protocol):
     def add_job(self, func: Callable[..., Any], trigger: Any = ..., **options: Any) -> Any: ...
 
     def remove_job(self, job_id: str, jobstore: str | None = None) -> None: ...
+
+    def reschedule_job(
+        self, job_id: str, jobstore: str | None = None, trigger: Any = ..., **trigger_args: Any
+    ) -> Any: ...
 
 
 class WakeUps:
@@ -76,10 +80,13 @@ class WakeUps:
             pending = self._jobs.get(key)
             if pending is not None and pending[0] == run_at:
                 return
+            if pending is not None:
+                self._jobs[key] = (run_at, pending[1])
+        if pending is not None and self._moved(pending[1], run_at):
+            return
+        with self._lock:
             job_id = f"wake:{namespace}/{name}:{next(self._sequence)}"
             self._jobs[key] = (run_at, job_id)
-        if pending is not None:
-            self._remove(pending[1])
         self._scheduler.add_job(
             self._run,
             DateTrigger(run_date=run_at),
@@ -93,6 +100,19 @@ class WakeUps:
             pending = self._jobs.pop((namespace, name), None)
         if pending is not None:
             self._remove(pending[1])
+
+    def _moved(self, job_id: str, run_at: datetime) -> bool:
+        """Move a pending job to `run_at`; False when it already ran or is running.
+
+        Cheaper than removing it and adding another (APScheduler inspects the callable's
+        signature on each new job), which every pass would do for rollouts whose moment
+        moves with `now`. A job the scheduler takes just as it is moved still runs, and
+        its tick plans the next wake-up."""
+        try:
+            self._scheduler.reschedule_job(job_id, trigger=DateTrigger(run_date=run_at))
+        except JobLookupError:
+            return False
+        return True
 
     def _remove(self, job_id: str) -> None:
         with contextlib.suppress(JobLookupError):  # it ran, or is running, already

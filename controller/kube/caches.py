@@ -18,8 +18,9 @@ ServiceAccount*, and only when the API server says that account may list and
 watch that kind there; otherwise its reads stay direct GETs as that account. A
 cache never lets the operator see an object its account could not read itself.
 
-Objects are kept without `metadata.managedFields`, and Deployments without their
-pod spec (a tick reads replicas, template annotations and status); objects
+Objects are kept without `metadata.managedFields`, and Deployments with only what
+a tick reads (replicas, template metadata, rollout counters, the Progressing
+condition); objects
 handed out are shared with the cache: callers must not mutate them. Their strings
 are interned (`compact`): every rollout's status repeats the same keys, queries,
 reasons and step names, and JSON decoding gives each response its own copies.
@@ -54,14 +55,29 @@ def slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
 
 
+_DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "updatedReplicas", "availableReplicas")
+
+
 def slim_deployment(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     """A Deployment as a rollout's tick reads it (`target.rollout_state`): its replicas,
-    its pod template's metadata and its status, not the pod spec."""
+    its pod template's metadata, its rollout counters and Progressing condition; not the
+    pod spec, selector or strategy (at 10,000 rollouts each kilobyte kept is 10 MB)."""
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
-    kept = {k: v for k, v in spec.items() if k != "template"}
-    kept["template"] = {"metadata": template.get("metadata") or {}}
-    return {**slim(obj), "spec": kept}
+    kept: dict[str, Any] = {"template": {"metadata": template.get("metadata") or {}}}
+    if "replicas" in spec:
+        kept["replicas"] = spec["replicas"]
+    slimmed = {**slim(obj), "spec": kept}
+    status = obj.get("status")
+    if isinstance(status, Mapping):
+        counters = {k: status[k] for k in _DEPLOYMENT_STATUS if k in status}
+        conditions = status.get("conditions")
+        if isinstance(conditions, list):
+            counters["conditions"] = [
+                c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Progressing"
+            ]
+        slimmed["status"] = counters
+    return slimmed
 
 
 def compact(value: Any) -> Any:
@@ -122,6 +138,10 @@ class Informer:
         self._lock = threading.Lock()
         self._store: dict[Key, Mapping[str, Any]] = {}
         self._index: dict[str, dict[Key, Mapping[str, Any]]] = {}
+        self._stamps: dict[str, int] = {}
+        self._stamp = 0
+        self.examined = 0
+        """Objects handed out by `indexed`: what passes looked at (tests count it)."""
         self.resource_version = ""
         self.synced = threading.Event()
         self.failing: str | None = None
@@ -143,8 +163,21 @@ class Informer:
 
     def indexed(self, key: str) -> list[Mapping[str, Any]]:
         """The objects whose index key is `key` (e.g. the records of one rollout)."""
+        return self.indexed_at(key)[1]
+
+    def indexed_at(self, key: str) -> tuple[int, list[Mapping[str, Any]]]:
+        """`indexed(key)` and the stamp of that bucket as handed out."""
         with self._lock:
-            return list(self._index.get(key, {}).values())
+            found = list(self._index.get(key, {}).values())
+            self.examined += len(found)
+            return self._stamps.get(key, 0), found
+
+    def stamp(self, key: str) -> int:
+        """A number that changes whenever the objects under index key `key` change (and is
+        never reused for another content): what a result computed from them is valid for.
+        0 is an empty bucket."""
+        with self._lock:
+            return self._stamps.get(key, 0)
 
     def covers(self, namespace: str | None) -> bool:
         return self.synced.is_set() and (self.namespace is None or self.namespace == namespace)
@@ -172,6 +205,14 @@ class Informer:
         self._store[key] = obj
         if self._index_of is not None and (index := self._index_of(obj)) is not None:
             self._index.setdefault(index, {})[key] = obj
+            self._restamp(index)
+
+    def _restamp(self, index: str) -> None:
+        self._stamp += 1
+        if index in self._index:
+            self._stamps[index] = self._stamp
+        else:
+            self._stamps.pop(index, None)
 
     def _drop(self, key: Key) -> None:
         old = self._store.pop(key, None)
@@ -182,11 +223,12 @@ class Informer:
                 bucket.pop(key, None)
                 if not bucket:
                     self._index.pop(index or "", None)
+                self._restamp(index or "")
 
     def _forget_all(self) -> None:
         with self._lock:
             self.synced.clear()
-            self._store, self._index = {}, {}
+            self._store, self._index, self._stamps = {}, {}, {}
 
     def relist(self) -> list[tuple[str, Mapping[str, Any]]]:
         """List again; the changes against the cache as (event type, object)."""
@@ -194,7 +236,7 @@ class Informer:
         changes: list[tuple[str, Mapping[str, Any]]] = []
         with self._lock:
             old = self._store
-            self._store, self._index = {}, {}
+            self._store, self._index, self._stamps = {}, {}, {}
             for item in items:
                 self._keep(item)
                 before = old.pop(_key(item), None)

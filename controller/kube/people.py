@@ -24,11 +24,13 @@ from controller.kube.api import APPROVALS, COMMANDS, KubeApi
 from controller.kube.resources import StageApprovalSpec, StageCommandSpec
 from phases.observations import Approval, Command
 
-_PARSED_LIMIT = 200_000
+_PARSED_LIMIT = 8_192
 _parsed: dict[tuple[str, str], tuple[str, Any]] = {}
 """What each record was read as, by (kind, uid), for its resourceVersion: records are
 immutable (the admission policy refuses updates), so a record read again each pass
-is validated and converted once."""
+is validated and converted once. Small, and cleared when full: a cached pass hands
+on only live records (`retention.live_records`), and kept for every spent record
+this was most of what an old approval cost (about 2 KB each)."""
 
 
 def _once(item: Mapping[str, Any], kind: str, make: Callable[[], Any]) -> Any:

@@ -22,6 +22,7 @@ import yaml
 from controller.kube import records
 from controller.kube.api import APPROVALS, COMMANDS, DEPLOYMENTS, ROLLOUTS, KubeApi
 from controller.kube.caches import Informer
+from controller.kube.target import rollout_state
 from controller.operator import Operator
 from controller.sim.scenario import parse_scenario
 from controller.sim.scripted_metrics import ScriptedMetrics
@@ -130,7 +131,9 @@ def test_a_steady_pass_reads_nothing_and_writes_nothing(
         for _ in range(2):
             time.sleep(1.05)
             outcomes = operator.tick_all()
-            assert [o.name for o in outcomes if o.decision is not None] == [world.name]
+            assert [o.name for o in outcomes if o.state is not None] == [world.name]
+            # What the pass holds of each rollout until it ends: not the decision's status.
+            assert outcomes[0].decision is None and outcomes[0].step == before["step"]
         assert served(emulator, since) == []
         # Nothing written, not even lastTickAt: liveness is the metric instead.
         assert world.status() == before
@@ -273,19 +276,44 @@ def test_cached_objects_equal_what_was_served_and_share_their_strings(
 def test_a_cached_deployment_keeps_what_a_tick_reads_not_its_pod_spec(kube: KubeEmulator) -> None:
     informer = Informer(KubeApi(kube.api_client(user=OPERATOR_USER)), DEPLOYMENTS, "shop")
     template = {"metadata": {"annotations": {"stage/restartedAt": "t"}}, "spec": {"containers": []}}
-    informer.apply(
-        "ADDED",
-        {
-            "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
-            "spec": {"replicas": 2, "template": template},
-            "status": {"updatedReplicas": 2},
+    progressing = {
+        "type": "Progressing",
+        "status": "False",
+        "reason": "ProgressDeadlineExceeded",
+        "message": "ReplicaSet api-1 has timed out progressing.",
+    }
+    full = {
+        "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
+        "spec": {
+            "replicas": 2,
+            "template": template,
+            "selector": {"matchLabels": {"app": "api"}},
+            "strategy": {"type": "RollingUpdate"},
         },
-    )
-    assert informer.get("shop", "api") == {
+        "status": {
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "conditions": [
+                {"type": "Available", "status": "True", "message": "minimum availability"},
+                progressing,
+            ],
+        },
+    }
+    informer.apply("ADDED", full)
+    kept = informer.get("shop", "api")
+    assert kept == {
         "metadata": {"namespace": "shop", "name": "api", "resourceVersion": "3"},
         "spec": {"replicas": 2, "template": {"metadata": template["metadata"]}},
-        "status": {"updatedReplicas": 2},
+        "status": {"updatedReplicas": 2, "conditions": [progressing]},
     }
+    # What a tick makes of it is what it makes of the whole object, stuck or not.
+    assert kept is not None
+    assert rollout_state(kept, None) == rollout_state(full, None)
+    assert "progress deadline" in str(rollout_state(kept, None)[1])
+    healthy, whole = json.loads(json.dumps(kept)), json.loads(json.dumps(full))
+    healthy["status"]["conditions"] = whole["status"]["conditions"] = []
+    for flags_hash in (None, "t", "other"):
+        assert rollout_state(healthy, flags_hash) == rollout_state(whole, flags_hash)
 
 
 def test_a_status_conflict_rereads_and_loses_no_update(
@@ -355,9 +383,37 @@ def test_old_approvals_do_not_change_what_a_pass_costs(
         since = time.monotonic()
         time.sleep(1.05)
         outcomes = operator.tick_all()
-        assert outcomes and outcomes[0].decision is not None
+        assert outcomes and outcomes[0].state is not None
         assert served(emulator, since) == []
         assert world.status()["step"] == "a"
+
+
+def test_a_steady_pass_looks_at_no_old_approval_and_a_new_one_is_seen_at_once(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        for number in range(10):
+            world.approve("a", planHash="0" * 64, reason=f"for another plan version {number}")
+        approvals = operator._cached(APPROVALS)
+        assert approvals is not None
+        wait_for(lambda: len(approvals.indexed(f"shop/{world.name}")) == 10, "the cache has them")
+        time.sleep(1.05)
+        operator.tick_all()  # news once: reported as ignored (another plan version)
+        assert len(world.status()["approvalsIgnored"]) == 10
+        time.sleep(1.05)
+        operator.tick_all()  # the status that lists them is the rollout's new version
+        looked_at = approvals.examined
+        for _ in range(2):
+            time.sleep(1.05)
+            outcomes = operator.tick_all()
+            assert outcomes and outcomes[0].state is not None
+        assert approvals.examined == looked_at  # not one of the ten was handed out again
+        assert world.status()["step"] == "a"
+        world.approve("a")  # one that counts changes the bucket: it is looked at, and promotes
+        passing_until(operator, lambda: world.status().get("step") == "b", "the approval promotes")
+        assert approvals.examined > looked_at
 
 
 def test_retention_deletes_spent_records_and_history_keeps_the_trail(
