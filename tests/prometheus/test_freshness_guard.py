@@ -12,16 +12,15 @@ leave staleness markers).
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from controller.catalog import load_plan
 from tests.support.backfill import Series
 from tests.support.prometheus import PrometheusServer
+from tests.support.scrape_target import Exposition, serving
 
 MakeServer = Callable[..., PrometheusServer]
 COUNTER = "stage_validation_validations_total"
@@ -116,48 +115,15 @@ def test_history_that_ends_loses_its_value_at_the_same_moment_under_both_guards(
 # --- a live target: series that vanish leave staleness markers ------------------------
 
 
-class _Exposition:
-    """What the test's own target answers: chosen series, or a 503 when it is 'down'."""
-
-    def __init__(self) -> None:
-        self.series: tuple[str, ...] = ("read", "write")
-        self.down = False
-        self.count = 0
-
-    def body(self) -> bytes | None:
-        if self.down:
-            return None
-        self.count += 1
-        lines = [f"# TYPE {COUNTER} counter"]
-        lines += [f'{COUNTER}{{operation="{op}"}} {self.count}' for op in self.series]
-        return ("\n".join(lines) + "\n").encode()
-
-
 @pytest.fixture
-def target() -> Iterator[tuple[_Exposition, str]]:
-    exposition = _Exposition()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = exposition.body()
-            self.send_response(503 if body is None else 200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body or b"down\n")
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield exposition, f"127.0.0.1:{http.server_address[1]}"
-    http.shutdown()
-    http.server_close()
+def target() -> Iterator[tuple[Exposition, str]]:
+    exposition = Exposition(COUNTER, step=1)
+    with serving(exposition) as address:
+        yield exposition, address
 
 
 def test_staleness_markers_close_both_guards_at_the_same_moment(
-    prometheus_server: MakeServer, target: tuple[_Exposition, str]
+    prometheus_server: MakeServer, target: tuple[Exposition, str]
 ) -> None:
     """ARCHITECTURE: `unknown` (no data, NaN, Prometheus down, stale samples) never promotes.
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -30,6 +28,7 @@ from controller.prometheus.window_cache import PointBudget, WindowCache, WindowR
 from tests.support.backfill import Series as History
 from tests.support.hostile_http import HostileServer, Request, json_reply
 from tests.support.prometheus import PrometheusServer
+from tests.support.scrape_target import Exposition, serving
 
 pytestmark = pytest.mark.prometheus
 
@@ -265,48 +264,15 @@ def test_data_arriving_late_within_the_horizon_is_read_again_not_taken_from_the_
 # --- a live target: staleness markers, a reset, a target down -------------------------
 
 
-class _Target:
-    """The test's own target: chosen series of a counter, resets, or a 503 when down."""
-
-    def __init__(self) -> None:
-        self.series: tuple[str, ...] = ("read", "write")
-        self.down = False
-        self.count = 0
-
-    def body(self) -> bytes | None:
-        if self.down:
-            return None
-        self.count += 5
-        lines = [f"# TYPE {COUNTER} counter"]
-        lines += [f'{COUNTER}{{operation="{op}"}} {self.count}' for op in self.series]
-        return ("\n".join(lines) + "\n").encode()
-
-
 @pytest.fixture
-def target() -> Iterator[tuple[_Target, str]]:
-    exposition = _Target()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = exposition.body()
-            self.send_response(503 if body is None else 200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.end_headers()
-            self.wfile.write(body or b"down\n")
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield exposition, f"127.0.0.1:{http.server_address[1]}"
-    http.shutdown()
-    http.server_close()
+def target() -> Iterator[tuple[Exposition, str]]:
+    exposition = Exposition(COUNTER, step=5)
+    with serving(exposition) as address:
+        yield exposition, address
 
 
 def test_live_staleness_markers_resets_and_a_target_down_summarise_as_the_whole_window(
-    prometheus_server: MakeServer, target: tuple[_Target, str]
+    prometheus_server: MakeServer, target: tuple[Exposition, str]
 ) -> None:
     """A second-by-second scrape: one series vanishes (a staleness marker), the counter
     resets, the target fails its scrapes (markers for every series) and comes back.
