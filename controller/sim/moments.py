@@ -9,17 +9,18 @@ Everything a tick reads changes only at moments known in advance:
   status reads: the windows `phases.needs.needs_of` lists for it, the
   evaluation's resolution and gap tolerance (an edge entering or leaving a
   window, a gap at either end outgrowing the tolerance);
-- status clocks (every time and pause total the status holds, however a future
-  rule uses them) plus one or two of the current step's durations (soak, max
-  duration, windows, degradation window and trigger evidence);
+- the status's clock thresholds, as the core lists them beside the comparisons
+  it makes (`phases.clocks`): the soak and the max duration ending, a gate's
+  window covered by the step, the degradation window closing, a trigger's
+  evidence reaching past its floor;
 - the world's own clocks: workloads rolling out, jobs ending, an automatic
   approval's delay;
 - the promotion window's daily edges and freezes.
 
-Nothing here names today's rules: the durations are found by walking the step,
-the clocks by walking the status, the windows by asking the core what it reads. A moment found too many costs a visit; one
-missed would change the result, which the equivalence test against the tick
-engine catches.
+Nothing here names today's rules: the windows are found by asking the core what
+it reads, the clock thresholds by asking the core where it compares `now`. A
+moment found too many costs a visit; one missed would change the result, which
+the equivalence test against the tick engine catches.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from pydantic import BaseModel
 
 from controller.sim.scenario import JobOutcome, Scenario
 from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
+from phases.clocks import clock_thresholds
 from phases.decide import Decision
 from phases.needs import needs_of
 from phases.plan import Plan, PromotionWindow
 from phases.status import RolloutStatus, StepState
-from phases.steps import steps_of
 
 _US = timedelta(microseconds=1)
 _FIXED_LIMIT = 250_000
@@ -77,12 +78,6 @@ def edge_shifts(durations: set[int]) -> list[int]:
     return sorted({a - b for a in durations for b in durations if a >= b})
 
 
-def clock_shifts(durations: set[int]) -> list[int]:
-    """How long after a status clock a comparison can flip: one duration or two added
-    (a degradation window plus a trigger's evidence)."""
-    return sorted({a + b for a in durations for b in durations})
-
-
 def scenario_edges(scenario: Scenario) -> list[int]:
     """Every moment (µs from the start) at which the scenario itself changes something."""
     worlds = [scenario, *(scenario.world_of(name) for name in scenario.environments)]
@@ -106,24 +101,6 @@ def scenario_edges(scenario: Scenario) -> list[int]:
 def durations_of(*parts: object) -> set[int]:
     """Every duration held anywhere in `parts`, and 0, in µs."""
     return {0} | {micros(v) for v in _leaves(parts) if isinstance(v, timedelta)}
-
-
-def _status_clocks(status: RolloutStatus, start: datetime) -> set[int]:
-    """Each time in the status plus each pause total it holds (µs from the start).
-
-    The transition history is left out: it records the past for people, and its
-    many old times would add a visit every hour or so for no decision.
-    """
-    times, spans = set(), {0}
-    for value in _leaves([getattr(status, name) for name in _CLOCK_FIELDS]):
-        if isinstance(value, datetime):
-            times.add(micros(value - start))
-        elif isinstance(value, timedelta):
-            spans.add(micros(value))
-    return {t + s for t in times for s in spans}
-
-
-_CLOCK_FIELDS = tuple(name for name in RolloutStatus.model_fields if name != "history")
 
 
 def _window_edges(window: PromotionWindow, around: datetime) -> Iterator[datetime]:
@@ -152,29 +129,20 @@ class Moments:
         self._plan = plan
         self._start = scenario.start
         self._tick = micros(scenario.tick)
-        self._steps = steps_of(plan)
         self._status: RolloutStatus | None = None
         self._status_moments: list[int] = []
         self._edges = scenario_edges(scenario)
         self._edge_moments: dict[frozenset[int], tuple[list[int], list[int] | None]] = {}
         self._spans: tuple[RolloutStatus | None, frozenset[int]] = (None, frozenset())
-        self._durations: dict[str, set[int]] = {}
-
-    def _step_durations(self, step_id: str) -> set[int]:
-        """The durations of one step (soak, windows, evidence...) and of the evaluation."""
-        found = self._durations.get(step_id)
-        if found is None:
-            found = durations_of(self._steps.get(step_id), self._plan.evaluation)
-            self._durations[step_id] = found
-        return found
+        self._evaluation = durations_of(plan.evaluation)
 
     def _read_spans(self, status: RolloutStatus, now: datetime) -> frozenset[int]:
         """The windows the status reads (gates included, as `needs_of` lists them), the
         evaluation's resolution and gap tolerance, and 0 (an instant reading)."""
         needs = needs_of(self._plan, status, now, idle_gates=True)
-        return frozenset(
-            {micros(check.window) for check in needs.windows} | durations_of(self._plan.evaluation)
-        )
+        windows = [check.window for check in needs.windows]
+        windows += [check.window for check in needs.alert_windows]
+        return frozenset({micros(window) for window in windows} | self._evaluation)
 
     def _scenario_next(self, spans: frozenset[int], now: int) -> int | None:
         """The next scenario edge, shifted by what the current readings span."""
@@ -201,16 +169,11 @@ class Moments:
         return self._spans[1]
 
     def _status_next(self, status: RolloutStatus, now: int) -> int | None:
-        """The next moment a clock of the status meets a duration of its step.
-
-        The step's durations (soak, max duration, windows, degradation window and
-        trigger evidence) and the plan's evaluation settings are the ones `decide`
-        compares the status clocks of that step with; computed once per status.
-        """
+        """The next moment a comparison of `now` with the status's clocks can flip
+        (`phases.clocks`); computed once per status."""
         if status is not self._status and status != self._status:
-            shifts = clock_shifts(self._step_durations(status.step))
-            clocks = _status_clocks(status, self._start)
-            self._status_moments = sorted({c + s for c in clocks for s in shifts})
+            thresholds = clock_thresholds(self._plan, status)
+            self._status_moments = sorted(micros(moment - self._start) for moment in thresholds)
             self._status = status
         return _first_at_or_after(self._status_moments, now)
 

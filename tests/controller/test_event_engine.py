@@ -5,12 +5,17 @@ if it missed one, some transition, event, flag write or the final status would
 differ from ticking at every tick. Every bundled scenario, the month benchmark,
 and random scenarios (noisy signals, outages, alerts, forged and expiring
 approvals, commands, failing jobs, odd ticks, a promotion window) run through
-both engines and must agree on all of it.
+both engines and must agree on all of it. So do random plans whose durations
+(soak, max duration, gate windows, degradation window, triggers' `for`, the
+queries' lookback) are odd minutes that coincide with nothing: the engine skips
+every tick between two of the core's clock thresholds (`phases.clocks`), and a
+threshold missing there shows only where no other moment falls on it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,8 +87,9 @@ def test_a_year_is_covered_deciding_at_few_of_its_ticks() -> None:
     assert result.ticks == 365 * 24 * 60 + 1
     assert result.final_time_seconds == 365 * 86_400
     assert len(result.transitions) > 100  # a busy year, still running at its end
-    # An edge less a span is no moment: visiting those too took 3,588 decisions, 2,891 without.
-    assert result.decisions * 150 < result.ticks
+    # Status clocks plus every sum of two step durations took 2,891 decisions; the
+    # core's own clock thresholds take 1,387.
+    assert result.decisions * 300 < result.ticks
 
 
 # --- random scenarios ------------------------------------------------------------
@@ -189,3 +195,28 @@ _SETTINGS = settings(
 @given(scenario=scenarios(), windowed=st.booleans())
 def test_both_engines_agree_on_random_scenarios(scenario: Scenario, windowed: bool) -> None:
     assert_same_run(WINDOWED if windowed else PLAN, scenario)
+
+
+@st.composite
+def odd_plans(draw: st.DrawFn) -> Any:
+    """The bundled plan with every duration a decision compares with drawn afresh, in minutes."""
+
+    def some(low: int, high: int) -> str:
+        return f"{draw(st.integers(low, high))}m"
+
+    def durations(match: re.Match[str]) -> str:
+        low = draw(st.integers(20, 240))
+        return f"min_duration: {low}m\n{match.group(1)}max_duration: {low + draw(st.integers(0, 180))}m"
+
+    text = read_plan()[0].replace("[5m]", f"[{some(1, 9)}]")
+    text = re.sub(r"for: 5m", lambda _: f"for: {some(1, 13)}", text)
+    text = re.sub(r"window: (30m|24h|48h)", lambda _: f"window: {some(7, 200)}", text)
+    text = re.sub(r"degradation_window: 30m", lambda _: f"degradation_window: {some(5, 90)}", text)
+    text = re.sub(r"min_duration: \S+\n(\s+)max_duration: \S+", durations, text)
+    return parse_plan(text, source="bundled plan with odd durations")
+
+
+@_SETTINGS
+@given(plan=odd_plans(), scenario=scenarios())
+def test_both_engines_agree_on_plans_with_odd_durations(plan: Any, scenario: Scenario) -> None:
+    assert_same_run(plan, scenario)
