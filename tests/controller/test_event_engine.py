@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.catalog import load_plan, load_scenario, read_plan, scenarios_for
-from controller.sim.scenario import Scenario
+from controller.sim.scenario import Point, Scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.plan_checks import parse_plan
 
@@ -220,3 +220,34 @@ def odd_plans(draw: st.DrawFn) -> Any:
 @given(plan=odd_plans(), scenario=scenarios())
 def test_both_engines_agree_on_plans_with_odd_durations(plan: Any, scenario: Scenario) -> None:
     assert_same_run(plan, scenario)
+
+
+BAD_VALUES = [("error_ratio", 0.08), ("error_ratio", 0.002), ("p99_latency_seconds", 0.02)]
+
+
+@_SETTINGS
+@given(
+    plan=st.one_of(st.just(PLAN), odd_plans()),
+    name=st.sampled_from(scenarios_for()),
+    which=st.integers(0, 10**6),
+    after=st.integers(0, 12),
+    length=st.integers(1, 90),
+    bad=st.sampled_from(BAD_VALUES),
+)
+def test_both_engines_agree_when_a_degradation_starts_just_after_a_transition(
+    plan: Any, name: str, which: int, after: int, length: int, bad: tuple[str, float]
+) -> None:
+    """A bad value a few minutes after a transition (a bundled scenario's rollout gets
+    far): whether a trigger counts it can be decided by its evidence reaching past the
+    step's start (`for` plus the query's lookback), a moment no scenario edge gives."""
+    scenario = load_scenario(name, plan)
+    first = simulate(plan, scenario)
+    moments = [t.at - scenario.start for t in first.transitions] or [timedelta(0)]
+    begins = moments[which % len(moments)] + timedelta(minutes=after)
+    ends = begins + timedelta(minutes=length)
+    signal, value = bad
+    points = {p.at: p for p in scenario.signals[signal] if not begins <= p.at <= ends}
+    healthy = SIGNAL_VALUES[signal][0]
+    points.update({begins: Point(at=begins, value=value), ends: Point(at=ends, value=healthy)})
+    signals = {**scenario.signals, signal: sorted(points.values(), key=lambda p: p.at)}
+    assert_same_run(plan, scenario.model_copy(update={"signals": signals}))
