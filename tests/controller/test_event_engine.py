@@ -7,7 +7,7 @@ and random scenarios (noisy signals, outages, alerts, forged and expiring
 approvals, commands, failing jobs, odd ticks, a promotion window) run through
 both engines and must agree on all of it. So do random plans whose durations
 (soak, max duration, gate windows, degradation window, triggers' `for`, the
-queries' lookback) are odd minutes that coincide with nothing: the engine skips
+queries' lookback, the gap tolerance) are odd minutes that coincide with nothing: the engine skips
 every tick between two of the core's clock thresholds (`phases.clocks`), and a
 threshold missing there shows only where no other moment falls on it.
 """
@@ -88,8 +88,9 @@ def test_a_year_is_covered_deciding_at_few_of_its_ticks() -> None:
     assert result.final_time_seconds == 365 * 86_400
     assert len(result.transitions) > 100  # a busy year, still running at its end
     # Status clocks plus every sum of two step durations took 2,891 decisions; the
-    # core's own clock thresholds take 1,387.
-    assert result.decisions * 300 < result.ticks
+    # core's own clock thresholds take 1,387; 1,197 with edges shifted by one window each
+    # and no reading moment strictly inside an outage.
+    assert result.decisions * 400 < result.ticks
 
 
 # --- random scenarios ------------------------------------------------------------
@@ -212,6 +213,7 @@ def odd_plans(draw: st.DrawFn) -> Any:
     text = re.sub(r"for: 5m", lambda _: f"for: {some(1, 13)}", text)
     text = re.sub(r"window: (30m|24h|48h)", lambda _: f"window: {some(7, 200)}", text)
     text = re.sub(r"degradation_window: 30m", lambda _: f"degradation_window: {some(5, 90)}", text)
+    text = text.replace("gap_tolerance: 5m", f"gap_tolerance: {some(2, 20)}")
     text = re.sub(r"min_duration: \S+\n(\s+)max_duration: \S+", durations, text)
     return parse_plan(text, source="bundled plan with odd durations")
 
