@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.catalog import load_plan, load_scenario, read_plan, scenarios_for
-from controller.sim.scenario import Point, Scenario
+from controller.sim.scenario import Interval, Point, Scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.plan_checks import parse_plan
 
@@ -227,6 +227,32 @@ def test_both_engines_agree_on_plans_with_odd_durations(plan: Any, scenario: Sce
 BAD_VALUES = [("error_ratio", 0.08), ("error_ratio", 0.002), ("p99_latency_seconds", 0.02)]
 
 
+def degraded(
+    scenario: Scenario, begins: timedelta, length: int, bad: tuple[str, float]
+) -> Scenario:
+    """The scenario with a signal at a bad value for `length` minutes from `begins`."""
+    ends = begins + timedelta(minutes=length)
+    signal, value = bad
+    points = {p.at: p for p in scenario.signals[signal] if not begins <= p.at <= ends}
+    healthy = SIGNAL_VALUES[signal][0]
+    points.update({begins: Point(at=begins, value=value), ends: Point(at=ends, value=healthy)})
+    signals = {**scenario.signals, signal: sorted(points.values(), key=lambda p: p.at)}
+    return scenario.model_copy(update={"signals": signals})
+
+
+def after_a_transition(
+    plan: Any, name: str, which: int, minutes: int
+) -> tuple[Scenario, timedelta]:
+    """A bundled scenario (its rollout gets far) and a moment `minutes` after its rollout
+    entered one of its steps."""
+    scenario = load_scenario(name, plan)
+    run = simulate(plan, scenario)
+    moments = [t.at - scenario.start for t in run.transitions if t.to_step != t.from_step]
+    return scenario, (moments or [timedelta(0)])[which % max(len(moments), 1)] + timedelta(
+        minutes=minutes
+    )
+
+
 @_SETTINGS
 @given(
     plan=st.one_of(st.just(PLAN), odd_plans()),
@@ -239,17 +265,47 @@ BAD_VALUES = [("error_ratio", 0.08), ("error_ratio", 0.002), ("p99_latency_secon
 def test_both_engines_agree_when_a_degradation_starts_just_after_a_transition(
     plan: Any, name: str, which: int, after: int, length: int, bad: tuple[str, float]
 ) -> None:
-    """A bad value a few minutes after a transition (a bundled scenario's rollout gets
-    far): whether a trigger counts it can be decided by its evidence reaching past the
-    step's start (`for` plus the query's lookback), a moment no scenario edge gives."""
-    scenario = load_scenario(name, plan)
-    first = simulate(plan, scenario)
-    moments = [t.at - scenario.start for t in first.transitions] or [timedelta(0)]
-    begins = moments[which % len(moments)] + timedelta(minutes=after)
-    ends = begins + timedelta(minutes=length)
-    signal, value = bad
-    points = {p.at: p for p in scenario.signals[signal] if not begins <= p.at <= ends}
-    healthy = SIGNAL_VALUES[signal][0]
-    points.update({begins: Point(at=begins, value=value), ends: Point(at=ends, value=healthy)})
-    signals = {**scenario.signals, signal: sorted(points.values(), key=lambda p: p.at)}
-    assert_same_run(plan, scenario.model_copy(update={"signals": signals}))
+    """A bad value a few minutes after a transition: whether a trigger counts it can be
+    decided by its evidence reaching past the step's start (`for` plus the query's
+    lookback), a moment no scenario edge gives."""
+    scenario, begins = after_a_transition(plan, name, which, after)
+    assert_same_run(plan, degraded(scenario, begins, length, bad))
+
+
+@settings(_SETTINGS, max_examples=60)
+@given(
+    plan=st.one_of(st.just(PLAN), odd_plans()),
+    name=st.sampled_from(scenarios_for()),
+    which=st.integers(0, 10**6),
+    after=st.integers(0, 15),
+    length=st.integers(1, 90),
+    bad=st.sampled_from(BAD_VALUES),
+    down=st.tuples(st.integers(-5, 25), st.integers(1, 120)),
+)
+def test_both_engines_agree_when_prometheus_goes_down_around_a_degradation(
+    plan: Any,
+    name: str,
+    which: int,
+    after: int,
+    length: int,
+    bad: tuple[str, float],
+    down: tuple[int, int],
+) -> None:
+    """An outage of every Prometheus from just before to 25 minutes after a degradation
+    starts: readings change at the edges shifted by their windows, except strictly
+    inside the outage, where every read fails alike."""
+    scenario, begins = after_a_transition(plan, name, which, after)
+    scenario = degraded(scenario, begins, length, bad)
+    start = max(begins + timedelta(minutes=down[0]), timedelta(0))
+    outage = {"from": start, "to": start + timedelta(minutes=down[1])}
+    everywhere = Interval.model_validate(outage)
+    outages = [*scenario.outages, everywhere]
+    environments = {
+        env: world.model_copy(update={"outages": [*world.outages, everywhere]})
+        if world.outages is not None
+        else world
+        for env, world in scenario.environments.items()
+    }
+    assert_same_run(
+        plan, scenario.model_copy(update={"outages": outages, "environments": environments})
+    )
