@@ -5,21 +5,24 @@ those of the tick before decides nothing new, so a simulation need not run it.
 Everything a tick reads changes only at moments known in advance:
 
 - scenario edges (timeline points, outages, alerts, scripted approvals and their
-  expiries, commands), shifted by every non-negative difference of two of the spans the
-  status reads: the windows `phases.needs.needs_of` lists for it, the
-  evaluation's resolution and gap tolerance (an edge entering or leaving a
-  window, a gap at either end outgrowing the tolerance);
-- status clocks (every time and pause total the status holds, however a future
-  rule uses them) plus one or two of the current step's durations (soak, max
-  duration, windows, degradation window and trigger evidence);
+  expiries, commands), shifted by how far from an edge a reading of the status
+  can change: each window `phases.needs.needs_of` lists for it (signals and
+  alert histories), each of the evaluation's spans (resolution, gap tolerance),
+  and each window less each of those (an edge entering or leaving a window, a
+  gap at either end outgrowing the tolerance); a shifted edge strictly inside
+  an outage of every Prometheus is no moment, since every read fails there alike;
+- the status's clock thresholds, as the core lists them beside the comparisons
+  it makes (`phases.clocks`): the soak and the max duration ending, a gate's
+  window covered by the step, the degradation window closing, a trigger's
+  evidence reaching past its floor;
 - the world's own clocks: workloads rolling out, jobs ending, an automatic
   approval's delay;
 - the promotion window's daily edges and freezes.
 
-Nothing here names today's rules: the durations are found by walking the step,
-the clocks by walking the status, the windows by asking the core what it reads. A moment found too many costs a visit; one
-missed would change the result, which the equivalence test against the tick
-engine catches.
+Nothing here names today's rules: the windows are found by asking the core what
+it reads, the clock thresholds by asking the core where it compares `now`. A
+moment found too many costs a visit; one missed would change the result, which
+the equivalence test against the tick engine catches.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ from pydantic import BaseModel
 
 from controller.sim.scenario import JobOutcome, Scenario
 from controller.sim.scripted_world import InMemoryTarget, ScriptedJobs, ScriptedPeople
+from phases.clocks import clock_thresholds
 from phases.decide import Decision
 from phases.needs import needs_of
 from phases.plan import Plan, PromotionWindow
 from phases.status import RolloutStatus, StepState
-from phases.steps import steps_of
 
 _US = timedelta(microseconds=1)
 _FIXED_LIMIT = 250_000
@@ -68,19 +71,15 @@ def micros(span: timedelta) -> int:
     return span // _US
 
 
-def edge_shifts(durations: set[int]) -> list[int]:
+def edge_shifts(windows: frozenset[int], evaluation: frozenset[int]) -> list[int]:
     """How far from a scenario edge a reading can change: the edge entering a window
-    (0), leaving it (its length), a gap at either end outgrowing the tolerance (the
-    tolerance after, or the length less the tolerance): every difference of two
-    that is not negative. A window ends at the tick that reads it, so no reading
-    depends on an edge still to come: none changes before the edge that changes it."""
-    return sorted({a - b for a in durations for b in durations if a >= b})
-
-
-def clock_shifts(durations: set[int]) -> list[int]:
-    """How long after a status clock a comparison can flip: one duration or two added
-    (a degradation window plus a trigger's evidence)."""
-    return sorted({a + b for a in durations for b in durations})
+    (0), leaving it (the window), a gap at the window's end outgrowing the tolerance
+    (the tolerance after), one at its start shrinking below it (the window less the
+    tolerance). Each reading covers one window, so the difference of two windows
+    moves none. A window ends at the tick that reads it, so no reading depends on an
+    edge still to come: none changes before the edge that changes it."""
+    spans = {0} | evaluation
+    return sorted({*spans, *windows} | {w - d for w in windows for d in spans if w >= d})
 
 
 def scenario_edges(scenario: Scenario) -> list[int]:
@@ -103,27 +102,49 @@ def scenario_edges(scenario: Scenario) -> list[int]:
     return sorted(edges)
 
 
+def _merged(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    joined: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        elif end > start:
+            joined.append((start, end))
+    return joined
+
+
+def _overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    found = [(max(s, t), min(e, f)) for s, e in a for t, f in b]
+    return [(start, end) for start, end in found if start < end]
+
+
+def outages_everywhere(scenario: Scenario) -> list[tuple[int, int]]:
+    """The stretches [from, to) (µs) in which every Prometheus of the scenario is down.
+
+    There every read fails alike (`ScriptedMetrics`), whatever its window, so no
+    reading can change strictly inside one: only at its start, and at its end,
+    which is itself an edge.
+    """
+    worlds = [scenario, *(scenario.world_of(name) for name in scenario.environments)]
+    down = _merged((micros(o.start), micros(o.end)) for o in scenario.outages)
+    for world in worlds[1:]:
+        down = _overlap(down, _merged((micros(o.start), micros(o.end)) for o in world.outages))
+    return down
+
+
+def _outside(moments: Iterable[int], down: list[tuple[int, int]]) -> list[int]:
+    """The moments not strictly inside a stretch of `down` (sorted, disjoint)."""
+    starts = [start for start, _end in down]
+    kept = []
+    for moment in moments:
+        index = bisect_left(starts, moment) - 1
+        if index < 0 or moment >= down[index][1]:
+            kept.append(moment)
+    return kept
+
+
 def durations_of(*parts: object) -> set[int]:
     """Every duration held anywhere in `parts`, and 0, in µs."""
     return {0} | {micros(v) for v in _leaves(parts) if isinstance(v, timedelta)}
-
-
-def _status_clocks(status: RolloutStatus, start: datetime) -> set[int]:
-    """Each time in the status plus each pause total it holds (µs from the start).
-
-    The transition history is left out: it records the past for people, and its
-    many old times would add a visit every hour or so for no decision.
-    """
-    times, spans = set(), {0}
-    for value in _leaves([getattr(status, name) for name in _CLOCK_FIELDS]):
-        if isinstance(value, datetime):
-            times.add(micros(value - start))
-        elif isinstance(value, timedelta):
-            spans.add(micros(value))
-    return {t + s for t in times for s in spans}
-
-
-_CLOCK_FIELDS = tuple(name for name in RolloutStatus.model_fields if name != "history")
 
 
 def _window_edges(window: PromotionWindow, around: datetime) -> Iterator[datetime]:
@@ -152,38 +173,31 @@ class Moments:
         self._plan = plan
         self._start = scenario.start
         self._tick = micros(scenario.tick)
-        self._steps = steps_of(plan)
         self._status: RolloutStatus | None = None
         self._status_moments: list[int] = []
         self._edges = scenario_edges(scenario)
+        self._down = outages_everywhere(scenario)
         self._edge_moments: dict[frozenset[int], tuple[list[int], list[int] | None]] = {}
         self._spans: tuple[RolloutStatus | None, frozenset[int]] = (None, frozenset())
-        self._durations: dict[str, set[int]] = {}
-
-    def _step_durations(self, step_id: str) -> set[int]:
-        """The durations of one step (soak, windows, evidence...) and of the evaluation."""
-        found = self._durations.get(step_id)
-        if found is None:
-            found = durations_of(self._steps.get(step_id), self._plan.evaluation)
-            self._durations[step_id] = found
-        return found
+        self._evaluation = frozenset(durations_of(plan.evaluation))
 
     def _read_spans(self, status: RolloutStatus, now: datetime) -> frozenset[int]:
-        """The windows the status reads (gates included, as `needs_of` lists them), the
-        evaluation's resolution and gap tolerance, and 0 (an instant reading)."""
+        """The windows the status reads: its signals' and alert histories' (gates
+        included, as `needs_of` lists them)."""
         needs = needs_of(self._plan, status, now, idle_gates=True)
-        return frozenset(
-            {micros(check.window) for check in needs.windows} | durations_of(self._plan.evaluation)
-        )
+        windows = [check.window for check in needs.windows]
+        windows += [check.window for check in needs.alert_windows]
+        return frozenset(micros(window) for window in windows)
 
     def _scenario_next(self, spans: frozenset[int], now: int) -> int | None:
         """The next scenario edge, shifted by what the current readings span."""
         cached = self._edge_moments.get(spans)
         if cached is None:
-            shifts = edge_shifts(set(spans))
+            shifts = edge_shifts(spans, self._evaluation)
             merged = None
             if len(self._edges) * len(shifts) <= _FIXED_LIMIT:
-                merged = sorted({e + s for e in self._edges for s in shifts})
+                shifted = {e + s for e in self._edges for s in shifts if s}
+                merged = sorted({*self._edges, *_outside(shifted, self._down)})
             cached = self._edge_moments[spans] = (shifts, merged)
         shifts, merged = cached
         if merged is not None:
@@ -201,16 +215,11 @@ class Moments:
         return self._spans[1]
 
     def _status_next(self, status: RolloutStatus, now: int) -> int | None:
-        """The next moment a clock of the status meets a duration of its step.
-
-        The step's durations (soak, max duration, windows, degradation window and
-        trigger evidence) and the plan's evaluation settings are the ones `decide`
-        compares the status clocks of that step with; computed once per status.
-        """
+        """The next moment a comparison of `now` with the status's clocks can flip
+        (`phases.clocks`); computed once per status."""
         if status is not self._status and status != self._status:
-            shifts = clock_shifts(self._step_durations(status.step))
-            clocks = _status_clocks(status, self._start)
-            self._status_moments = sorted({c + s for c in clocks for s in shifts})
+            thresholds = clock_thresholds(self._plan, status)
+            self._status_moments = sorted(micros(moment - self._start) for moment in thresholds)
             self._status = status
         return _first_at_or_after(self._status_moments, now)
 

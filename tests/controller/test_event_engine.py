@@ -5,12 +5,17 @@ if it missed one, some transition, event, flag write or the final status would
 differ from ticking at every tick. Every bundled scenario, the month benchmark,
 and random scenarios (noisy signals, outages, alerts, forged and expiring
 approvals, commands, failing jobs, odd ticks, a promotion window) run through
-both engines and must agree on all of it.
+both engines and must agree on all of it. So do random plans whose durations
+(soak, max duration, gate windows, degradation window, triggers' `for`, the
+queries' lookback, the gap tolerance) are odd minutes that coincide with nothing: the engine skips
+every tick between two of the core's clock thresholds (`phases.clocks`), and a
+threshold missing there shows only where no other moment falls on it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller.catalog import load_plan, load_scenario, read_plan, scenarios_for
-from controller.sim.scenario import Scenario
+from controller.sim.scenario import Interval, Point, Scenario
 from controller.sim.simulation import SimulationResult, simulate
 from phases.plan_checks import parse_plan
 
@@ -82,8 +87,10 @@ def test_a_year_is_covered_deciding_at_few_of_its_ticks() -> None:
     assert result.ticks == 365 * 24 * 60 + 1
     assert result.final_time_seconds == 365 * 86_400
     assert len(result.transitions) > 100  # a busy year, still running at its end
-    # An edge less a span is no moment: visiting those too took 3,588 decisions, 2,891 without.
-    assert result.decisions * 150 < result.ticks
+    # Status clocks plus every sum of two step durations took 2,891 decisions; the
+    # core's own clock thresholds take 1,387; 1,197 with edges shifted by one window each
+    # and no reading moment strictly inside an outage.
+    assert result.decisions * 400 < result.ticks
 
 
 # --- random scenarios ------------------------------------------------------------
@@ -189,3 +196,116 @@ _SETTINGS = settings(
 @given(scenario=scenarios(), windowed=st.booleans())
 def test_both_engines_agree_on_random_scenarios(scenario: Scenario, windowed: bool) -> None:
     assert_same_run(WINDOWED if windowed else PLAN, scenario)
+
+
+@st.composite
+def odd_plans(draw: st.DrawFn) -> Any:
+    """The bundled plan with every duration a decision compares with drawn afresh, in minutes."""
+
+    def some(low: int, high: int) -> str:
+        return f"{draw(st.integers(low, high))}m"
+
+    def durations(match: re.Match[str]) -> str:
+        low = draw(st.integers(20, 240))
+        return f"min_duration: {low}m\n{match.group(1)}max_duration: {low + draw(st.integers(0, 180))}m"
+
+    text = read_plan()[0].replace("[5m]", f"[{some(1, 9)}]")
+    text = re.sub(r"for: 5m", lambda _: f"for: {some(1, 13)}", text)
+    text = re.sub(r"window: (30m|24h|48h)", lambda _: f"window: {some(7, 200)}", text)
+    text = re.sub(r"degradation_window: 30m", lambda _: f"degradation_window: {some(5, 90)}", text)
+    text = text.replace("gap_tolerance: 5m", f"gap_tolerance: {some(2, 20)}")
+    text = re.sub(r"min_duration: \S+\n(\s+)max_duration: \S+", durations, text)
+    return parse_plan(text, source="bundled plan with odd durations")
+
+
+@_SETTINGS
+@given(plan=odd_plans(), scenario=scenarios())
+def test_both_engines_agree_on_plans_with_odd_durations(plan: Any, scenario: Scenario) -> None:
+    assert_same_run(plan, scenario)
+
+
+BAD_VALUES = [("error_ratio", 0.08), ("error_ratio", 0.002), ("p99_latency_seconds", 0.02)]
+
+
+def degraded(
+    scenario: Scenario, begins: timedelta, length: int, bad: tuple[str, float]
+) -> Scenario:
+    """The scenario with a signal at a bad value for `length` minutes from `begins`."""
+    ends = begins + timedelta(minutes=length)
+    signal, value = bad
+    points = {p.at: p for p in scenario.signals[signal] if not begins <= p.at <= ends}
+    healthy = SIGNAL_VALUES[signal][0]
+    points.update({begins: Point(at=begins, value=value), ends: Point(at=ends, value=healthy)})
+    signals = {**scenario.signals, signal: sorted(points.values(), key=lambda p: p.at)}
+    return scenario.model_copy(update={"signals": signals})
+
+
+def after_a_transition(
+    plan: Any, name: str, which: int, minutes: int
+) -> tuple[Scenario, timedelta]:
+    """A bundled scenario (its rollout gets far) and a moment `minutes` after its rollout
+    entered one of its steps."""
+    scenario = load_scenario(name, plan)
+    run = simulate(plan, scenario)
+    moments = [t.at - scenario.start for t in run.transitions if t.to_step != t.from_step]
+    return scenario, (moments or [timedelta(0)])[which % max(len(moments), 1)] + timedelta(
+        minutes=minutes
+    )
+
+
+@_SETTINGS
+@given(
+    plan=st.one_of(st.just(PLAN), odd_plans()),
+    name=st.sampled_from(scenarios_for()),
+    which=st.integers(0, 10**6),
+    after=st.integers(0, 12),
+    length=st.integers(1, 90),
+    bad=st.sampled_from(BAD_VALUES),
+)
+def test_both_engines_agree_when_a_degradation_starts_just_after_a_transition(
+    plan: Any, name: str, which: int, after: int, length: int, bad: tuple[str, float]
+) -> None:
+    """A bad value a few minutes after a transition: whether a trigger counts it can be
+    decided by its evidence reaching past the step's start (`for` plus the query's
+    lookback), a moment no scenario edge gives."""
+    scenario, begins = after_a_transition(plan, name, which, after)
+    assert_same_run(plan, degraded(scenario, begins, length, bad))
+
+
+@settings(_SETTINGS, max_examples=60)
+@given(
+    plan=st.one_of(st.just(PLAN), odd_plans()),
+    name=st.sampled_from(scenarios_for()),
+    which=st.integers(0, 10**6),
+    after=st.integers(0, 15),
+    length=st.integers(1, 90),
+    bad=st.sampled_from(BAD_VALUES),
+    down=st.tuples(st.integers(-5, 25), st.integers(1, 120)),
+)
+def test_both_engines_agree_when_prometheus_goes_down_around_a_degradation(
+    plan: Any,
+    name: str,
+    which: int,
+    after: int,
+    length: int,
+    bad: tuple[str, float],
+    down: tuple[int, int],
+) -> None:
+    """An outage of every Prometheus from just before to 25 minutes after a degradation
+    starts: readings change at the edges shifted by their windows, except strictly
+    inside the outage, where every read fails alike."""
+    scenario, begins = after_a_transition(plan, name, which, after)
+    scenario = degraded(scenario, begins, length, bad)
+    start = max(begins + timedelta(minutes=down[0]), timedelta(0))
+    outage = {"from": start, "to": start + timedelta(minutes=down[1])}
+    everywhere = Interval.model_validate(outage)
+    outages = [*scenario.outages, everywhere]
+    environments = {
+        env: world.model_copy(update={"outages": [*world.outages, everywhere]})
+        if world.outages is not None
+        else world
+        for env, world in scenario.environments.items()
+    }
+    assert_same_run(
+        plan, scenario.model_copy(update={"outages": outages, "environments": environments})
+    )
