@@ -570,6 +570,7 @@ class Operator:
                 self._generations.pop(key, None)
                 self._live.pop(f"{key[0]}/{key[1]}", None)
                 self.wakeups.cancel(*key)
+                self.telemetry.forget(*key)
                 return None
             if self._generations.get(key) == generation:
                 return None

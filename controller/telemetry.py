@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
@@ -27,12 +27,166 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from controller.kube.reconciler import Hooks
 from controller.kube.resources import StageRolloutStatus
 from controller.redaction import QUIET_LOGGERS, RedactingFilter
 from phases.decide import Decision
 from phases.status import StepState
+
+ROLLOUT = ("namespace", "rollout")
+
+
+class RolloutState:
+    """What one rollout exports, as plain values (a prometheus_client child per series
+    costs a lock and value objects: kilobytes a rollout at 10,000 rollouts)."""
+
+    __slots__ = (
+        "baselines",
+        "errors",
+        "last_tick",
+        "percent",
+        "rollbacks",
+        "stalled",
+        "step",
+        "transitions",
+        "verdicts",
+    )
+
+    def __init__(self) -> None:
+        self.step: tuple[str, str] | None = None
+        self.percent = 0.0
+        self.stalled = 0.0
+        self.last_tick: float | None = None
+        self.verdicts: dict[tuple[str, str, str], float] = {}
+        self.transitions: dict[str, float] = {}
+        self.rollbacks = 0.0
+        self.errors: dict[str, float] = {}
+        self.baselines: dict[tuple[str, str], float] = {}
+
+
+class RolloutMetrics:
+    """The per-rollout series, exported by one collector from plain dicts.
+
+    One lock guards them: ticks run on a thread pool and a scrape reads while they
+    write. Counters export `<name>_total` without `_created` samples."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rollouts: dict[tuple[str, str], RolloutState] = {}
+
+    def decided(
+        self, namespace: str, name: str, decision: Decision, status: StageRolloutStatus
+    ) -> None:
+        with self._lock:
+            state = self._rollouts.setdefault((namespace, name), RolloutState())
+            state.step = (status.step, status.state.value)
+            state.percent = float(status.enforcement_percent)
+            state.stalled = 1.0 if status.state is StepState.STALLED else 0.0
+            state.baselines = {
+                (r.signal, r.environment): float(r.value) for r in status.baselines.values()
+            }
+            if status.last_tick_at is not None:
+                state.last_tick = status.last_tick_at.timestamp()
+            for record in status.last_verdicts:
+                verdict = (record.role, record.name, record.outcome)
+                state.verdicts[verdict] = state.verdicts.get(verdict, 0.0) + 1
+            for transition in decision.transitions:
+                trigger = transition.trigger
+                state.transitions[trigger] = state.transitions.get(trigger, 0.0) + 1
+                if trigger == "rollback":
+                    state.rollbacks += 1
+
+    def failed(self, namespace: str, name: str, kind: str) -> None:
+        with self._lock:
+            state = self._rollouts.setdefault((namespace, name), RolloutState())
+            state.errors[kind] = state.errors.get(kind, 0.0) + 1
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._rollouts.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            rollouts = [(key, _copy(state)) for key, state in self._rollouts.items()]
+        yield from _gauges(rollouts)
+        yield from _counters(rollouts)
+
+
+def _copy(state: RolloutState) -> RolloutState:
+    copy = RolloutState()
+    for slot in RolloutState.__slots__:
+        value = getattr(state, slot)
+        setattr(copy, slot, dict(value) if isinstance(value, dict) else value)
+    return copy
+
+
+Snapshot = list[tuple[tuple[str, str], RolloutState]]
+
+
+def _gauges(rollouts: Snapshot) -> Iterator[Metric]:
+    step = GaugeMetricFamily(
+        "stage_rollout_step_info",
+        "Current step and state (value 1)",
+        labels=[*ROLLOUT, "step", "state"],
+    )
+    percent = GaugeMetricFamily(
+        "stage_rollout_enforcement_percent",
+        "ENFORCEMENT_PERCENT the rollout holds",
+        labels=ROLLOUT,
+    )
+    last_tick = GaugeMetricFamily(
+        "stage_rollout_last_tick_timestamp_seconds",
+        "When the rollout was last reconciled (its status is written only when it changes)",
+        labels=ROLLOUT,
+    )
+    stalled = GaugeMetricFamily(
+        "stage_rollout_stalled", "1 while the rollout is stalled", labels=ROLLOUT
+    )
+    baseline = GaugeMetricFamily(
+        "stage_rollout_baseline",
+        "The baseline a rollout's adaptive thresholds use, by signal and the environment "
+        "it was measured in (empty for a pinned one); production alert rules read it",
+        labels=[*ROLLOUT, "signal", "environment"],
+    )
+    for key, state in rollouts:
+        if state.step is not None:
+            step.add_metric([*key, *state.step], 1)
+            percent.add_metric(key, state.percent)
+            stalled.add_metric(key, state.stalled)
+        if state.last_tick is not None:
+            last_tick.add_metric(key, state.last_tick)
+        for labels, value in state.baselines.items():
+            baseline.add_metric([*key, *labels], value)
+    yield from (step, percent, last_tick, stalled, baseline)
+
+
+def _counters(rollouts: Snapshot) -> Iterator[Metric]:
+    verdicts = CounterMetricFamily(
+        "stage_rollout_verdicts_total",
+        "Gate and trigger verdicts",
+        labels=[*ROLLOUT, "role", "name", "outcome"],
+    )
+    transitions = CounterMetricFamily(
+        "stage_rollout_transitions_total", "Transitions by trigger", labels=[*ROLLOUT, "trigger"]
+    )
+    rollbacks = CounterMetricFamily("stage_rollout_rollbacks_total", "Rollbacks", labels=ROLLOUT)
+    errors = CounterMetricFamily(
+        "stage_rollout_rollout_errors_total",
+        "Failed ticks of one rollout by kind; the other rollouts' ticks go on",
+        labels=[*ROLLOUT, "kind"],
+    )
+    for key, state in rollouts:
+        for verdict, count in state.verdicts.items():
+            verdicts.add_metric([*key, *verdict], count)
+        for trigger, count in state.transitions.items():
+            transitions.add_metric([*key, trigger], count)
+        if state.rollbacks:
+            rollbacks.add_metric(key, state.rollbacks)
+        for kind, count in state.errors.items():
+            errors.add_metric([*key, kind], count)
+    yield from (verdicts, transitions, rollbacks, errors)
 
 
 class Telemetry(Hooks):
@@ -44,46 +198,8 @@ class Telemetry(Hooks):
         readiness: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
-        labels = ["namespace", "rollout"]
-        self.step = Gauge(
-            "stage_rollout_step_info",
-            "Current step and state (value 1)",
-            [*labels, "step", "state"],
-            registry=self.registry,
-        )
-        self.percent = Gauge(
-            "stage_rollout_enforcement_percent",
-            "ENFORCEMENT_PERCENT the rollout holds",
-            labels,
-            registry=self.registry,
-        )
-        self.last_tick = Gauge(
-            "stage_rollout_last_tick_timestamp_seconds",
-            "When the rollout was last reconciled (its status is written only when it changes)",
-            labels,
-            registry=self.registry,
-        )
-        self.stalled = Gauge(
-            "stage_rollout_stalled",
-            "1 while the rollout is stalled",
-            labels,
-            registry=self.registry,
-        )
-        self.verdicts = Counter(
-            "stage_rollout_verdicts_total",
-            "Gate and trigger verdicts",
-            [*labels, "role", "name", "outcome"],
-            registry=self.registry,
-        )
-        self.transitions = Counter(
-            "stage_rollout_transitions_total",
-            "Transitions by trigger",
-            [*labels, "trigger"],
-            registry=self.registry,
-        )
-        self.rollbacks = Counter(
-            "stage_rollout_rollbacks_total", "Rollbacks", labels, registry=self.registry
-        )
+        self.rollouts = RolloutMetrics()
+        self.registry.register(self.rollouts)
         self.reconcile_seconds = Histogram(
             "stage_rollout_reconcile_duration_seconds",
             "Time of one reconcile",
@@ -93,12 +209,6 @@ class Telemetry(Hooks):
             "stage_rollout_errors_total",
             "Failed ticks by kind (api, prometheus, reconcile, SpecInvalid, PlanInvalid)",
             ["kind"],
-            registry=self.registry,
-        )
-        self.rollout_errors = Counter(
-            "stage_rollout_rollout_errors_total",
-            "Failed ticks of one rollout by kind; the other rollouts' ticks go on",
-            [*labels, "kind"],
             registry=self.registry,
         )
         self.records_trusted = Gauge(
@@ -112,17 +222,8 @@ class Telemetry(Hooks):
             "1 while this replica holds the leader Lease",
             registry=self.registry,
         )
-        self.baseline = Gauge(
-            "stage_rollout_baseline",
-            "The baseline a rollout's adaptive thresholds use, by signal and the environment "
-            "it was measured in (empty for a pinned one); production alert rules read it",
-            [*labels, "signal", "environment"],
-            registry=self.registry,
-        )
-        self._baselines: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._may_write = may_write
         self._readiness = readiness
-        self._steps: dict[tuple[str, str], tuple[str, str]] = {}
         self.alive = threading.Event()
         self.ready = threading.Event()
 
@@ -140,42 +241,21 @@ class Telemetry(Hooks):
     def decided(
         self, namespace: str, name: str, decision: Decision, status: StageRolloutStatus
     ) -> None:
-        key = (namespace, name)
-        previous = self._steps.get(key)
-        current = (status.step, status.state.value)
-        if previous and previous != current:
-            self.step.remove(namespace, name, *previous)
-        self._steps[key] = current
-        self.step.labels(namespace, name, *current).set(1)
-        self.percent.labels(namespace, name).set(status.enforcement_percent)
-        self.stalled.labels(namespace, name).set(1 if status.state is StepState.STALLED else 0)
-        self._export_baselines(namespace, name, status)
-        if status.last_tick_at is not None:
-            self.last_tick.labels(namespace, name).set(status.last_tick_at.timestamp())
+        self.rollouts.decided(namespace, name, decision, status)
         for record in status.last_verdicts:
-            self.verdicts.labels(namespace, name, record.role, record.name, record.outcome).inc()
             if record.outcome == "unknown" and (
                 "Prometheus" in record.reason or "query" in record.reason
             ):
                 self.errors.labels("prometheus").inc()
-        for transition in decision.transitions:
-            self.transitions.labels(namespace, name, transition.trigger).inc()
-            if transition.trigger == "rollback":
-                self.rollbacks.labels(namespace, name).inc()
-
-    def _export_baselines(self, namespace: str, name: str, status: StageRolloutStatus) -> None:
-        """One series per baseline the status holds; a baseline gone takes its series along."""
-        current = {(r.signal, r.environment): r.value for r in status.baselines.values()}
-        for gone in self._baselines.get((namespace, name), set()) - current.keys():
-            self.baseline.remove(namespace, name, *gone)
-        for (signal, environment), value in current.items():
-            self.baseline.labels(namespace, name, signal, environment).set(value)
-        self._baselines[(namespace, name)] = set(current)
 
     def failed(self, namespace: str, name: str, kind: str, message: str) -> None:
         self.errors.labels(kind).inc()
         if name:
-            self.rollout_errors.labels(namespace, name, kind).inc()
+            self.rollouts.failed(namespace, name, kind)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """A deleted rollout's series go with it."""
+        self.rollouts.forget(namespace, name)
 
     def leadership(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)

@@ -137,8 +137,13 @@ def test_a_steady_pass_reads_nothing_and_writes_nothing(
         assert served(emulator, since) == []
         # Nothing written, not even lastTickAt: liveness is the metric instead.
         assert world.status() == before
-        metric = operator.telemetry.last_tick.labels(world.namespace, world.name)._value.get()
-        assert metric > datetime.fromisoformat(before["lastTickAt"]).timestamp()
+        metric = operator.telemetry.registry.get_sample_value(
+            "stage_rollout_last_tick_timestamp_seconds",
+            {"namespace": world.namespace, "rollout": world.name},
+        )
+        assert (
+            metric is not None and metric > datetime.fromisoformat(before["lastTickAt"]).timestamp()
+        )
     # The target caches were filled and kept by the rollout's account, never the operator's.
     target = {
         (r.user, r.verb, r.status)
@@ -504,3 +509,26 @@ def test_an_account_that_loses_its_watch_right_leaves_no_cache_behind(
         assert ("get", "configmaps", ACCOUNT_USER, 200) in reads
         assert ("get", "deployments", ACCOUNT_USER, 200) in reads
         assert not any(verb in ("list", "watch") for verb, *_ in reads)
+
+
+def test_a_deleted_rollouts_series_leave_the_metrics_through_the_watch(
+    kube_emulator: Callable[..., KubeEmulator],
+) -> None:
+    emulator = kube_emulator(rollout_delay=0.05)
+    with cached_operator(emulator) as (world, operator):
+        pass_until_steady(world, operator)
+        registry = operator.telemetry.registry
+        of_rollout = {"namespace": world.namespace, "rollout": world.name}
+        assert registry.get_sample_value("stage_rollout_enforcement_percent", of_rollout) == 0
+
+        def exported() -> set[str]:
+            return {
+                sample.name
+                for family in registry.collect()
+                for sample in family.samples
+                if sample.labels.get("rollout") == world.name
+            }
+
+        assert "stage_rollout_step_info" in exported()
+        world.api.delete(ROLLOUTS, world.namespace, world.name)
+        wait_for(lambda: not exported(), "the deletion event takes the rollout's series")
