@@ -13,7 +13,8 @@ from controller.kube.resources import StageRolloutStatus, VerdictRecord
 from controller.telemetry import JsonFormatter, Telemetry
 from phases.baselines import BaselineRecord
 from phases.decide import Decision
-from phases.status import StepState, TransitionRecord
+from phases.status import StepState
+from tests.support.transitions import rollback_50_to_25
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -51,15 +52,7 @@ def test_metrics_follow_a_rollout_through_a_rollback() -> None:
         Decision(status(step := "3@50", StepState.SOAKING, 50), (), (), (), ()),
         status(step, StepState.SOAKING, 50),
     )
-    rollback = TransitionRecord(
-        at=NOW + timedelta(minutes=5),
-        from_step="3@50",
-        from_state=StepState.SOAKING,
-        to_step="3@25",
-        to_state=StepState.ROLLING_BACK,
-        trigger="rollback",
-        reason="errors",
-    )
+    rollback = rollback_50_to_25(NOW + timedelta(minutes=5))
     after = status("3@25", StepState.ROLLING_BACK, 25)
     telemetry.decided("shop", "api", Decision(after, (), (), (rollback,), ()), after)
     text = generate_latest(telemetry.registry).decode()
@@ -86,15 +79,7 @@ def test_a_rollouts_exposition_parses_into_its_families_and_goes_when_it_is_dele
     soaking = status("3@50", StepState.SOAKING, 50).model_copy(
         update={"last_verdicts": verdicts, "baselines": baselines, "last_tick_at": NOW}
     )
-    rollback = TransitionRecord(
-        at=NOW,
-        from_step="3@50",
-        from_state=StepState.SOAKING,
-        to_step="3@25",
-        to_state=StepState.ROLLING_BACK,
-        trigger="rollback",
-        reason="errors",
-    )
+    rollback = rollback_50_to_25(NOW)
     for name in ("api", "web"):
         telemetry.decided("shop", name, Decision(soaking, (), (), (rollback,), ()), soaking)
         telemetry.decided("shop", name, Decision(soaking, (), (), (), ()), soaking)

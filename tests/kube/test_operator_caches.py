@@ -371,18 +371,23 @@ class _Held:
         pass
 
 
+def ten_approvals_cached(world: World, operator: Operator, step: str, **fields: Any) -> Informer:
+    """Ten approvals of `step` made and seen by the operator's cache: the cache."""
+    for number in range(10):
+        world.approve(step, reason=f"old approval {number}", **fields)
+    approvals = operator._cached(APPROVALS)
+    assert approvals is not None
+    wait_for(lambda: len(approvals.indexed(f"shop/{world.name}")) == 10, "the cache has them")
+    return approvals
+
+
 def test_old_approvals_do_not_change_what_a_pass_costs(
     kube_emulator: Callable[..., KubeEmulator],
 ) -> None:
     emulator = kube_emulator(rollout_delay=0.05)
     with cached_operator(emulator) as (world, operator):
         pass_until_steady(world, operator)
-        for number in range(10):
-            world.approve("b", approver="alice", reason=f"old {number}")
-        wait_for(
-            lambda: len(operator._cached(APPROVALS).indexed(f"shop/{world.name}")) == 10,  # type: ignore[union-attr]
-            "the cache has the approvals",
-        )
+        ten_approvals_cached(world, operator, "b", approver="alice")
         time.sleep(1.05)
         operator.tick_all()  # they are news once (for step b, the rollout is at a)
         since = time.monotonic()
@@ -399,11 +404,7 @@ def test_a_steady_pass_looks_at_no_old_approval_and_a_new_one_is_seen_at_once(
     emulator = kube_emulator(rollout_delay=0.05)
     with cached_operator(emulator) as (world, operator):
         pass_until_steady(world, operator)
-        for number in range(10):
-            world.approve("a", planHash="0" * 64, reason=f"for another plan version {number}")
-        approvals = operator._cached(APPROVALS)
-        assert approvals is not None
-        wait_for(lambda: len(approvals.indexed(f"shop/{world.name}")) == 10, "the cache has them")
+        approvals = ten_approvals_cached(world, operator, "a", planHash="0" * 64)
         time.sleep(1.05)
         operator.tick_all()  # news once: reported as ignored (another plan version)
         assert len(world.status()["approvalsIgnored"]) == 10

@@ -26,9 +26,10 @@ from examples.reference_app.load import LoadGenerator
 from examples.reference_app.server import Faults, ReferenceApp
 from examples.reference_app.validation import AppConfig
 from phases.decide import Decision
-from phases.status import StepState, TransitionRecord
+from phases.status import StepState
 from tests.support import REPO_ROOT, RULES_DIR
 from tests.support.prometheus import PrometheusServer, free_port
+from tests.support.transitions import rollback_50_to_25
 
 COMMITTED = REPO_ROOT / "manifests" / "grafana" / FILE_NAME
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -95,15 +96,7 @@ def operator_metrics() -> Iterator[int]:
     server = telemetry.serve("127.0.0.1", port)
     before = status(StepState.SOAKING, "3@50", 50)
     telemetry.decided("shop", "api", Decision(before, (), (), (), ()), before)
-    rollback = TransitionRecord(
-        at=NOW,
-        from_step="3@50",
-        from_state=StepState.SOAKING,
-        to_step="3@25",
-        to_state=StepState.ROLLING_BACK,
-        trigger="rollback",
-        reason="errors",
-    )
+    rollback = rollback_50_to_25(NOW)
     after = status(StepState.ROLLING_BACK, "3@25", 25)
     telemetry.decided("shop", "api", Decision(after, (), (), (rollback,), ()), after)
     stalled = status(StepState.STALLED, "2.7", 0)
