@@ -29,7 +29,7 @@ from controller.kube.api import SECRETS, Kind, KubeApi, KubeError
 from controller.kube.kubeconfigs import RemoteClients, parse_kubeconfig
 from controller.kube.resources import EnvironmentSpec, PrometheusSpec, StageRolloutSpec
 from controller.kube.target import KubeTarget
-from controller.kube.tenancy import Refused, Tenancy, Tenant, excerpt
+from controller.kube.tenancy import Refused, Tenancy, Tenant, excerpt, write_refused
 from controller.redaction import redact
 from phases.actions import RestartWorkloads, SetFlags
 from phases.environments import environments_holding, step_environment
@@ -248,11 +248,5 @@ def _key(place: Place) -> tuple[str, str, int]:
 
 def not_permitted_at(place: Place, verb: str, kind: Kind, name: str) -> Refused:
     """A write the target's cluster says its actor may not make, refused before any write."""
-    resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
-    named = f" {name}" if name else ""
-    return Refused(
-        "Forbidden",
-        f"environment {place.environment}: {place.user} may not {verb} {resource}{named} "
-        f"in namespace {place.namespace}; grant it in a Role there (see manifests/examples/"
-        "rollout-rbac.yaml); nothing was written",
-    )
+    actor = f"environment {place.environment}: {place.user}"
+    return write_refused(actor, verb, kind, name, place.namespace, "a Role there")

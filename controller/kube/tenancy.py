@@ -85,13 +85,21 @@ def forbidden(error: KubeError, tenant: Tenant) -> Refused:
 
 def not_permitted(tenant: Tenant, verb: str, kind: Kind, name: str) -> Refused:
     """A write the API server says the tenant may not make, refused before anything is written."""
+    return write_refused(
+        f"the rollout's service account {tenant.user}", verb, kind, name, tenant.namespace, "a Role"
+    )
+
+
+def write_refused(
+    actor: str, verb: str, kind: Kind, name: str, namespace: str, role: str
+) -> Refused:
+    """`actor` may not `verb` the object in `namespace`: nothing was written; grant it in `role`."""
     resource = f"{kind.plural}.{kind.group}" if kind.group else kind.plural
     named = f" {name}" if name else ""
     return Refused(
         "Forbidden",
-        f"the rollout's service account {tenant.user} may not {verb} {resource}{named} "
-        f"in namespace {tenant.namespace}; grant it in a Role (see manifests/examples/"
-        "rollout-rbac.yaml); nothing was written",
+        f"{actor} may not {verb} {resource}{named} in namespace {namespace}; grant it in "
+        f"{role} (see manifests/examples/rollout-rbac.yaml); nothing was written",
     )
 
 
