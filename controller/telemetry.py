@@ -47,7 +47,6 @@ class RolloutState:
         "errors",
         "last_tick",
         "percent",
-        "rollbacks",
         "stalled",
         "step",
         "transitions",
@@ -61,7 +60,6 @@ class RolloutState:
         self.last_tick: float | None = None
         self.verdicts: dict[tuple[str, str, str], float] = {}
         self.transitions: dict[str, float] = {}
-        self.rollbacks = 0.0
         self.errors: dict[str, float] = {}
         self.baselines: dict[tuple[str, str], float] = {}
 
@@ -95,8 +93,6 @@ class RolloutMetrics:
             for transition in decision.transitions:
                 trigger = transition.trigger
                 state.transitions[trigger] = state.transitions.get(trigger, 0.0) + 1
-                if trigger == "rollback":
-                    state.rollbacks += 1
 
     def failed(self, namespace: str, name: str, kind: str) -> None:
         with self._lock:
@@ -182,8 +178,8 @@ def _counters(rollouts: Snapshot) -> Iterator[Metric]:
             verdicts.add_metric([*key, *verdict], count)
         for trigger, count in state.transitions.items():
             transitions.add_metric([*key, trigger], count)
-        if state.rollbacks:
-            rollbacks.add_metric(key, state.rollbacks)
+        if "rollback" in state.transitions:
+            rollbacks.add_metric(key, state.transitions["rollback"])
         for kind, count in state.errors.items():
             errors.add_metric([*key, kind], count)
     yield from (verdicts, transitions, rollbacks, errors)
