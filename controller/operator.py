@@ -309,7 +309,9 @@ class Operator:
             commands.stamp(key),
         )
         known = self._live.get(key)
-        # `live_records` reads the status and the records, never `now`: the memo is exact.
+        # `live_records` reads `now` only to leave out expired approvals, and the core
+        # refuses an expired approval itself (phases.approvals): one that expires while
+        # memoised is handed on and refused there, so the memo needs no `now`.
         if known is not None and known[0] == valid_for and valid_for[1]:
             return known[1]
         stamped_approvals, items = approvals.indexed_at(key)
