@@ -68,15 +68,16 @@ def _trigger_clocks(plan: Plan, step: Step, status: RolloutStatus) -> Iterator[d
         floors = (status.flags_applied_at, status.triggers_cleared_at.get(trigger.key))
         for floor in floors:
             if floor is not None:
-                yield floor + _evidence_reach(plan, trigger)
+                yield floor + (evidence_reach(plan, trigger) or timedelta(0))
 
 
 def _sustained(trigger: TriggerSpec) -> timedelta:
     return trigger.sustained_for or timedelta(0)
 
 
-def _evidence_reach(plan: Plan, trigger: TriggerSpec) -> timedelta:
-    """How long after its floor a trigger's evidence can first lie entirely after it."""
+def evidence_reach(plan: Plan, trigger: TriggerSpec) -> timedelta | None:
+    """How long after its floor a trigger's evidence can first lie entirely after it
+    (None: an alert trigger without `for`, whose evidence is the alert firing now)."""
     if isinstance(trigger, SignalTrigger):
         return trigger.sustained_for + query_lookback(plan.signals[trigger.signal].query)
-    return _sustained(trigger)
+    return trigger.sustained_for

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from phases.needs import degradation_window_open, query_lookback
+from phases.clocks import evidence_reach
+from phases.needs import degradation_window_open
 from phases.observations import Observations
-from phases.plan import AlertsGate, AlertTrigger, Plan, PromotionWindow, SignalTrigger
+from phases.plan import AlertsGate, AlertTrigger, Plan, PromotionWindow
 from phases.status import RolloutStatus, StepState
-from phases.steps import Step, TriggerSpec, steps_of
+from phases.steps import Step, steps_of
 from phases.windows import promotion_blocker
 
 _READY = frozenset({StepState.SOAKING, StepState.AWAITING_APPROVAL, StepState.STALLED})
@@ -86,21 +87,12 @@ def _trigger_moments(
         )
         if floor is None:
             continue  # a restored step counts it once seen clear, at a tick
-        reach = _evidence_reach(plan, trigger)
+        reach = evidence_reach(plan, trigger)
         if reach is not None:
             yield floor + reach
         verdict = observations.triggers.get(trigger.key)
         if verdict is not None and verdict.changes_after is not None:
             yield _not_before(verdict.changes_after, now)
-
-
-def _evidence_reach(plan: Plan, trigger: TriggerSpec) -> timedelta | None:
-    """How long after its floor a trigger's evidence can first lie entirely after it."""
-    if isinstance(trigger, SignalTrigger):
-        return trigger.sustained_for + query_lookback(plan.signals[trigger.signal].query)
-    if isinstance(trigger, AlertTrigger):
-        return trigger.sustained_for
-    return None
 
 
 def _gate_moments(
