@@ -66,7 +66,7 @@ from controller.observing import window_requests
 from controller.ports import MetricsSource, WindowRequest
 from controller.prometheus.source import PrometheusSettings, PrometheusSource
 from controller.telemetry import Telemetry
-from controller.wakeups import DEFAULT_MARGIN, WakeUps
+from controller.wakeups import DEFAULT_MARGIN, WakeUps, stop_scheduling
 from phases.actions import StartJob
 from phases.plan import Plan
 from phases.wakeups import alerts_named
@@ -628,7 +628,7 @@ class Operator:
         try:
             self.stop.wait()
         finally:
-            self.scheduler.shutdown(wait=True)
+            stop_scheduling(self.scheduler, self.wakeups)
             if self.elector is not None:
                 self.elector.release()
             self._pool.shutdown(wait=True)

@@ -12,6 +12,11 @@ the first wake-up can come before the evidence is complete; that tick reads agai
 and finds the next moment, so the rollout is ticked every `margin` until the
 evidence is complete, which bounds the latency by `margin` plus the tick itself.
 Set the margin to the scrape interval: a query's value changes only with a scrape.
+
+Wake-ups are planned from inside scheduler jobs (a tick plans the next one), and
+APScheduler 3.11's `shutdown(wait=True)` holds its job-store lock while it waits
+for running jobs: a job that then adds, moves or removes a job waits for that lock
+forever, and so does the shutdown. `stop_scheduling` closes the wake-ups first.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class WakeUps:
         self._jobs: dict[tuple[str, str], tuple[datetime, str]] = {}
         self._lock = threading.Lock()
         self._sequence = itertools.count()
+        self._scheduling = threading.Lock()
+        """Held around each call into the scheduler, so that `close` waits for the last."""
+        self._closed = False
 
     @property
     def planned(self) -> dict[tuple[str, str], datetime]:
@@ -87,13 +95,21 @@ class WakeUps:
         with self._lock:
             job_id = f"wake:{namespace}/{name}:{next(self._sequence)}"
             self._jobs[key] = (run_at, job_id)
-        self._scheduler.add_job(
-            self._run,
-            DateTrigger(run_date=run_at),
-            args=(namespace, name, job_id),
-            id=job_id,
-            misfire_grace_time=None,
-        )
+        with self._scheduling:
+            if self._closed:
+                return
+            self._scheduler.add_job(
+                self._run,
+                DateTrigger(run_date=run_at),
+                args=(namespace, name, job_id),
+                id=job_id,
+                misfire_grace_time=None,
+            )
+
+    def close(self) -> None:
+        """Plan, move and remove nothing from now on; returns once no call is under way."""
+        with self._scheduling:
+            self._closed = True
 
     def cancel(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -108,18 +124,34 @@ class WakeUps:
         signature on each new job), which every pass would do for rollouts whose moment
         moves with `now`. A job the scheduler takes just as it is moved still runs, and
         its tick plans the next wake-up."""
-        try:
-            self._scheduler.reschedule_job(job_id, trigger=DateTrigger(run_date=run_at))
-        except JobLookupError:
-            return False
-        return True
+        with self._scheduling:
+            if self._closed:
+                return True
+            try:
+                self._scheduler.reschedule_job(job_id, trigger=DateTrigger(run_date=run_at))
+            except JobLookupError:
+                return False
+            return True
 
     def _remove(self, job_id: str) -> None:
-        with contextlib.suppress(JobLookupError):  # it ran, or is running, already
-            self._scheduler.remove_job(job_id)
+        with self._scheduling, contextlib.suppress(JobLookupError):  # it ran, or runs
+            if not self._closed:
+                self._scheduler.remove_job(job_id)
 
     def _run(self, namespace: str, name: str, job_id: str) -> None:
         with self._lock:
             if self._jobs.get((namespace, name), (None, ""))[1] == job_id:
                 del self._jobs[(namespace, name)]
         self._tick(namespace, name)
+
+
+class Stoppable(Protocol):
+    """The part of an APScheduler scheduler that `stop_scheduling` stops."""
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+def stop_scheduling(scheduler: Stoppable, wakeups: WakeUps) -> None:
+    """Shut the scheduler down once its running jobs end, wake-ups closed first (see above)."""
+    wakeups.close()
+    scheduler.shutdown(wait=True)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.wakeups import WakeUps
@@ -42,3 +46,55 @@ def test_a_moved_wake_up_is_the_same_job_at_the_new_moment_and_runs_once() -> No
         assert again.id != first.id and again.next_run_time == later
     finally:
         scheduler.shutdown(wait=False)
+
+
+STOP_WHILE_A_TICK_PLANS = """
+import sys, threading, time
+from datetime import UTC, datetime, timedelta
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
+from controller.wakeups import WakeUps, stop_scheduling
+
+scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(2)}, timezone=UTC)
+wakeups = WakeUps(scheduler, lambda namespace, name: None, margin=timedelta(0))
+now = datetime.now(UTC)
+if sys.argv[1] != "add":
+    wakeups.plan("shop", "a", now + timedelta(hours=1), now)
+running = threading.Event()
+
+def tick() -> None:
+    running.set()
+    while scheduler.state != STATE_STOPPED:
+        time.sleep(0.01)
+    time.sleep(0.3)  # the shutdown has begun and waits for this job
+    now = datetime.now(UTC)
+    if sys.argv[1] == "cancel":
+        wakeups.cancel("shop", "a")
+    else:
+        wakeups.plan("shop", "a", now + timedelta(hours=2), now)
+
+scheduler.add_job(tick, next_run_time=now)
+scheduler.start()
+assert running.wait(5)
+stop_scheduling(scheduler, wakeups)
+print("stopped")
+"""
+
+
+@pytest.mark.parametrize("call", ["add", "move", "cancel"])
+def test_the_scheduler_stops_while_a_running_tick_plans_its_next_wake_up(
+    call: str, tmp_path: Path
+) -> None:
+    """A tick plans the next wake-up at its end; stopping the operator just then must
+    not hang it (APScheduler's shutdown holds its job-store lock while it waits)."""
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_WHILE_A_TICK_PLANS)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), call], capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the scheduler did not stop within 20 s while a tick's wake-up {call} ran")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
