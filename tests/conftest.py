@@ -6,6 +6,7 @@ flags) and the fixture only guarantees that everything it started is stopped.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,19 @@ from tests.support.prometheus import (  # noqa: E402
     PrometheusNotInstalled,
     PrometheusServer,
 )
+
+EXIT_GRACE_SECONDS = 120
+"""How long the interpreter may take to exit once the session ends."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A thread still running at the end fails the run with every thread's stack.
+
+    Python joins the threads of every thread pool before it exits, so a worker stuck
+    in a deadlock would otherwise hold CI until its time limit, and print nothing.
+    """
+    faulthandler.dump_traceback_later(EXIT_GRACE_SECONDS, exit=True, file=sys.__stderr__)
 
 
 @pytest.fixture(scope="session")

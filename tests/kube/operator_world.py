@@ -464,13 +464,21 @@ def quick_operator(emulator: KubeEmulator) -> Iterator[tuple[World, Operator]]:
         timedelta(seconds=1),
     )
     operator = Operator(**operator_arguments(world, emulator, healthy))
-    runner = threading.Thread(target=operator.run, daemon=True)
+    with operator_running(operator):
+        yield world, operator
+
+
+@contextmanager
+def operator_running(operator: Operator, *, stop_within: float = 10.0) -> Iterator[Operator]:
+    """`operator.run` in a thread for the block; an operator that does not stop fails."""
+    runner = threading.Thread(target=operator.run, name="operator", daemon=True)
     runner.start()
     try:
-        yield world, operator
+        yield operator
     finally:
         operator.stop.set()
-        runner.join(timeout=10)
+        runner.join(timeout=stop_within)
+        assert not runner.is_alive(), f"the operator did not stop within {stop_within} s"
 
 
 def approve_when_ready(

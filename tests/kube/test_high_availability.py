@@ -215,6 +215,7 @@ def test_two_replicas_keep_one_writer_and_progress_through_leader_loss_and_upgra
         for replica in replicas:
             replica.thread.join(timeout=15)
         partition.close()
+    assert not [r.name for r in replicas if r.thread.is_alive()], "a replica did not stop"
 
     holder, holders, writers = "", [], set()
     for record in sorted(emulator.requests(), key=lambda r: r.started):

@@ -8,7 +8,6 @@ wake-ups off shows that nothing else would have ticked it.
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from tests.kube.operator_world import (
     World,
     make_world,
     operator_arguments,
+    operator_running,
 )
 from tests.support.kube_emulator import KubeEmulator
 
@@ -59,13 +59,8 @@ def running(world: World, emulator: KubeEmulator, *, wakeups: bool) -> Iterator[
             wakeup_margin=timedelta(milliseconds=300),
         )
     )
-    runner = threading.Thread(target=operator.run, daemon=True)
-    runner.start()
-    try:
+    with operator_running(operator):
         yield operator
-    finally:
-        operator.stop.set()
-        runner.join(timeout=10)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
@@ -165,9 +160,7 @@ def test_the_alertmanager_webhook_ticks_only_the_rollouts_whose_plan_names_the_a
         )
     )
     operator.ticked = []
-    runner = threading.Thread(target=operator.run, daemon=True)
-    runner.start()
-    try:
+    with operator_running(operator):
         assert wait_for(lambda: operator.alert_server is not None, 5)
         quiet(operator)  # the first pass and the watches' first ticks are over
         assert operator.alert_server is not None
@@ -190,6 +183,3 @@ def test_the_alertmanager_webhook_ticks_only_the_rollouts_whose_plan_names_the_a
         assert wait_for(lambda: bool(operator.ticked), 5)
         quiet(operator)
         assert operator.ticked == [(world.namespace, "paged")]
-    finally:
-        operator.stop.set()
-        runner.join(timeout=10)
