@@ -1057,6 +1057,30 @@ def test_injected_delay_times_out_the_client(kube: KubeEmulator) -> None:
         core.list_namespaced_config_map(NS, _request_timeout=0.2)
 
 
+def test_a_held_request_is_served_after_its_release_with_what_was_written_meanwhile(
+    kube: KubeEmulator, core: client.CoreV1Api
+) -> None:
+    held = kube.inject(method="GET", path_regex="/configmaps$", hold=True)
+    answered: list[list[str]] = []
+    reader = threading.Thread(
+        target=lambda: answered.append(
+            [c.metadata.name for c in core.list_namespaced_config_map(NS).items]
+        )
+    )
+    reader.start()
+    deadline = time.monotonic() + 5
+    while held.hits == 0:
+        assert time.monotonic() < deadline, "the list never arrived"
+        time.sleep(0.01)
+    # Written after the list arrived: a list answered on arrival would not have it.
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "meanwhile"}})
+
+    held.release()
+    reader.join(timeout=5)
+
+    assert answered == [["meanwhile"]]
+
+
 def test_injected_410_on_a_watch_is_an_error_event(
     kube: KubeEmulator, core: client.CoreV1Api
 ) -> None:

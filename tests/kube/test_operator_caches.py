@@ -214,16 +214,24 @@ def test_a_watch_that_meets_410_gone_relists_and_misses_nothing(
     informer.sync()
     informer.start(stop)
     try:
-        wait_for(lambda: any(r.verb == "watch" for r in emulator.requests()), "the watch is up")
+        # Streaming (status 200): the first watch has passed the faults, and is one that
+        # close_watches ends.
+        wait_for(
+            lambda: any(r.verb == "watch" and r.status == 200 for r in emulator.requests()),
+            "the watch is up",
+        )
         assert informer.lists == 1 and seen == []  # the first list is not news
-        # The next watch is held back while two approvals come and one goes, and the
-        # history they were in is compacted: the resumed watch gets 410 Gone.
-        emulator.inject(method="GET", path_regex="stageapprovals", delay=1.0, times=1)
+        # The resumed watch is held until two approvals have come and one has gone and
+        # the history they were in is compacted: it asks for a resourceVersion that is
+        # gone and gets 410. (Had it run meanwhile, it would have been sent the three
+        # changes as events, and there would have been nothing to re-list for.)
+        held = emulator.inject(method="GET", path_regex="stageapprovals", hold=True, times=1)
         emulator.close_watches()
-        time.sleep(0.2)
+        wait_for(lambda: held.hits == 1, "the resumed watch arrives")
         added = [world.approve("a") for _ in range(2)]
         world.api.delete(APPROVALS, world.namespace, kept["metadata"]["name"])
         emulator.compact()
+        held.release()
         wait_for(lambda: informer.lists == 2, "the informer re-lists")
         wait_for(lambda: len(seen) == 3, "the changes are delivered")
     finally:

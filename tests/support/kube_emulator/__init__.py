@@ -162,8 +162,10 @@ Emulated semantics
       query, content type, user, and the RBAC verb/group/resource/subresource it
       needed (`rbac_rules_used`).
     * Faults: `inject` a status (e.g. 429 with Retry-After, 500, 503, 409, 410)
-      and/or a delay for the next N requests matching a method and path regex;
-      `clear_faults` removes them.
+      and/or a delay for the next N requests matching a method and path regex,
+      or (``hold=True``) keep them waiting until `Fault.release`, so that a test
+      can order a request after its own writes; `Fault.hits` counts the requests
+      met; `clear_faults` removes them.
     * ValidatingAdmissionPolicies and their bindings: on CREATE and UPDATE over
       HTTP, the CEL validations are evaluated with cel-python and a denial answers
       as the API server does (see `admission.py` for what of them is covered).

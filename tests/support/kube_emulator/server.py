@@ -102,7 +102,13 @@ class Fault:
     delay: float
     retry_after: int | None
     message: str
+    hold: bool = False
     hits: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let the requests a `hold` fault is keeping (and any it meets later) go on."""
+        self.released.set()
 
     def matches(self, method: str, path: str) -> bool:
         if self.times is not None and self.times <= 0:
@@ -289,6 +295,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 if fault.delay:
                     self.emulator._stopping.wait(fault.delay)
+                while fault.hold and not fault.released.wait(0.05):
+                    if self.emulator._stopping.is_set():
+                        raise _WatchEnded()
                 if fault.status is not None:
                     if watch and fault.status == 410:
                         self._start_stream()
@@ -1112,10 +1121,12 @@ class KubeEmulator:
         times: int | None = 1,
         delay: float = 0.0,
         *,
+        hold: bool = False,
         retry_after: int | None = None,
         message: str = "",
     ) -> Fault:
-        """Fail (`status`) and/or slow down (`delay` seconds) the next `times` matching requests.
+        """Fail (`status`) and/or slow down (`delay` seconds, or with `hold` until
+        `Fault.release`) the next `times` matching requests.
 
         `method` matches the HTTP method, `path_regex` is searched in the URL path
         (without the query string); faults are tried in the order they were added.
@@ -1128,8 +1139,8 @@ class KubeEmulator:
         DELETE answered 413/429/503 with a Retry-After header (up to 3 times): such a
         fault reaches the caller only when it outlasts those retries.
         """
-        if status is None and not delay:
-            raise ValueError("a fault needs a status, a delay or both")
+        if status is None and not delay and not hold:
+            raise ValueError("a fault needs a status, a delay, a hold or some of them")
         fault = Fault(
             method.upper() if method else None,
             re.compile(path_regex) if path_regex else None,
@@ -1138,6 +1149,7 @@ class KubeEmulator:
             delay,
             retry_after if retry_after is not None else (1 if status == 429 else None),
             message,
+            hold,
         )
         with self._faults_lock:
             self._faults.append(fault)
