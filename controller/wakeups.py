@@ -35,7 +35,7 @@ DEFAULT_MARGIN = timedelta(seconds=5)
 
 
 class Scheduler(Protocol):
-    """The two methods of an APScheduler scheduler that wake-ups use."""
+    """The methods of an APScheduler scheduler that wake-ups and `stop_scheduling` use."""
 
     def add_job(self, func: Callable[..., Any], trigger: Any = ..., **options: Any) -> Any: ...
 
@@ -44,6 +44,8 @@ class Scheduler(Protocol):
     def reschedule_job(
         self, job_id: str, jobstore: str | None = None, trigger: Any = ..., **trigger_args: Any
     ) -> Any: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 class WakeUps:
@@ -145,13 +147,7 @@ class WakeUps:
         self._tick(namespace, name)
 
 
-class Stoppable(Protocol):
-    """The part of an APScheduler scheduler that `stop_scheduling` stops."""
-
-    def shutdown(self, wait: bool = True) -> None: ...
-
-
-def stop_scheduling(scheduler: Stoppable, wakeups: WakeUps) -> None:
+def stop_scheduling(scheduler: Scheduler, wakeups: WakeUps) -> None:
     """Shut the scheduler down once its running jobs end, wake-ups closed first (see above)."""
     wakeups.close()
     scheduler.shutdown(wait=True)

@@ -67,7 +67,12 @@ def tick() -> None:
     running.set()
     while scheduler.state != STATE_STOPPED:
         time.sleep(0.01)
-    time.sleep(0.3)  # the shutdown has begun and waits for this job
+    # The shutdown has begun; wait until it holds the job-store lock while it waits for
+    # this job (APScheduler 3.11), which is when a wake-up's call would wait forever.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and scheduler._jobstores_lock.acquire(blocking=False):
+        scheduler._jobstores_lock.release()
+        time.sleep(0.01)
     now = datetime.now(UTC)
     if sys.argv[1] == "cancel":
         wakeups.cancel("shop", "a")
