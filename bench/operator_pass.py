@@ -10,9 +10,11 @@ read from or written to the API server; gates and triggers are still read from
 Prometheus, every distinct query once for all rollouts).
 
 The operator's scheduler runs (wake-up jobs), as in `Operator.run`; the passes are
-called by the bench. For each pass it prints wall time, CPU per rollout, API calls
+called by the bench, each followed by the heap keeper's freeze, as in `Operator.run`
+(OPERATOR_PASS_FREEZE=0: without it). For each pass it prints wall time, CPU per rollout, API calls
 per rollout by verb and resource (counted by the emulator; the caches' watches
-resuming are counted apart), Prometheus queries, and RSS. Each scenario
+resuming are counted apart), Prometheus queries, the collector's time by generation,
+and RSS. Each scenario
 runs in a fresh process: N rollouts with no old approvals, and N rollouts with 10
 old approvals each (for another plan version, created before the rollout started);
 the ratio of their best steady passes is printed last.
@@ -33,6 +35,7 @@ writes, RSS <= 400 MB, and 10 old approvals per rollout within 10 % of none.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -119,6 +122,31 @@ def history(now: float) -> list[Series]:
             for mode, value in (("off", 0.0), ("warn", 1.0), ("enforce", 0.0))
         ),
     ]
+
+
+class GcClock:
+    """Time the collector spends, by generation: a pass over many cached objects pays
+    for each full collection in proportion to everything the process holds."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.counts[info["generation"]] += 1
+
+    def take(self) -> str:
+        said = ", ".join(
+            f"gen{g} {self.counts[g]}x {self.seconds[g]:.2f} s" for g in range(3) if self.counts[g]
+        )
+        self.seconds, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        return said or "none"
 
 
 def rss_mib() -> float:
@@ -262,9 +290,11 @@ def run(
         flush=True,
     )
     steady: list[float] = []
+    collector = GcClock()
     for number in range(1, PASSES + 1):
         time.sleep(1.2)
         api_calls(emulator)
+        collector.take()
         sent_before = operator.endpoints.queries_sent
         wall, cpu = time.perf_counter(), time.process_time()
         if number == PASSES and os.environ.get("OPERATOR_PASS_PROFILE"):
@@ -280,12 +310,17 @@ def run(
             operator._pool.submit = inline  # type: ignore[method-assign]
             profile = cProfile.Profile()
             outcomes = profile.runcall(operator.tick_all)
+            if os.environ.get("OPERATOR_PASS_PROFILE_DUMP"):
+                profile.dump_stats(os.environ["OPERATOR_PASS_PROFILE_DUMP"])
             pstats.Stats(profile).sort_stats(
                 os.environ.get("OPERATOR_PASS_PROFILE_SORT", "tottime")
             ).print_stats(45)
         else:
             outcomes = operator.tick_all()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        collected = collector.take()
+        if os.environ.get("OPERATOR_PASS_FREEZE", "1") == "1":
+            operator.heap.after_pass()  # as `Operator.run`'s pass job does
         calls = api_calls(emulator)
         sent = operator.endpoints.queries_sent - sent_before
         problems = [o.problem for o in outcomes if o.problem]
@@ -303,7 +338,7 @@ def run(
             f"pass {number}: {len(outcomes)} rollouts in {wall:.2f} s wall, "
             f"{cpu / max(len(outcomes), 1) * 1000:.2f} ms CPU per rollout, "
             f"API reads {reads} writes {writes} (per rollout {per}; watches resumed {watches}), "
-            f"{sent} Prometheus queries, "
+            f"{sent} Prometheus queries, GC {collected}, "
             f"RSS {rss_mib():.0f} MiB (peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}); "
             f"states {dict(states)}; {len(problems)} problems{': ' + str(problems[0]) if problems else ''}",
             flush=True,

@@ -40,6 +40,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from controller.alert_receiver import Receiver
 from controller.alert_receiver import serve as serve_alert_receiver
 from controller.clock import SystemClock, on_grid
+from controller.heap import HeapKeeper
 from controller.kube.admission_check import Trust, check_admission
 from controller.kube.api import (
     ADMISSION_BINDINGS,
@@ -188,6 +189,7 @@ class Operator:
             timezone="UTC",
         )
         self.wakeups = WakeUps(self.scheduler, self.tick_now, margin=settings.wakeup_margin)
+        self.heap = HeapKeeper(monotonic=self.clock.monotonic)
         self.alert_server: ThreadingHTTPServer | None = None
 
     # leadership and sources ----------------------------------------------------
@@ -421,6 +423,12 @@ class Operator:
         """
         return self.tick_all(on_grid(self.clock.now(), self.settings.granularity))
 
+    def _pass_job(self) -> None:
+        """The running operator's pass: the scheduled pass, then the heap put away
+        (`controller.heap`) so that the next pass's collections skip the caches."""
+        self.scheduled_pass()
+        self.heap.after_pass()
+
     def _outcome_of(self, namespace: str, name: str, future: Any) -> Outcome:
         """A reconcile's outcome; whatever escaped it stays that rollout's problem."""
         try:
@@ -616,7 +624,7 @@ class Operator:
         )
         granularity = self.settings.granularity
         self.scheduler.add_job(
-            self.scheduled_pass,
+            self._pass_job,
             IntervalTrigger(
                 seconds=granularity.total_seconds(),
                 start_date=on_grid(self.clock.now(), granularity) + granularity,
@@ -629,6 +637,7 @@ class Operator:
             self.stop.wait()
         finally:
             stop_scheduling(self.scheduler, self.wakeups)
+            self.heap.close()
             if self.elector is not None:
                 self.elector.release()
             self._pool.shutdown(wait=True)

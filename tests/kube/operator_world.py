@@ -12,6 +12,7 @@ STAGE_TEST_KUBECONFIG set, the same tests run against that real cluster instead
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -479,6 +480,7 @@ def operator_running(operator: Operator, *, stop_within: float = 10.0) -> Iterat
         operator.stop.set()
         runner.join(timeout=stop_within)
         assert not runner.is_alive(), f"the operator did not stop within {stop_within} s"
+        assert gc.get_freeze_count() == 0, "the stopped operator left the heap frozen"
 
 
 def approve_when_ready(
