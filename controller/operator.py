@@ -373,37 +373,18 @@ class Operator:
         self.telemetry.ready.set()
         return items
 
-    def _interval_of(self, rollout: Mapping[str, Any]) -> timedelta:
-        """How often the regular pass ticks this rollout: its spec.interval, else the operator's."""
-        if (rollout.get("spec") or {}).get("interval"):
-            try:
-                parsed = StageRolloutSpec.model_validate(rollout["spec"]).interval
-                return parsed or self.settings.interval
-            except ValueError:
-                pass
-        return self.settings.interval
-
     def _due(self, rollout: Mapping[str, Any], now: datetime) -> bool:
         key = (rollout["metadata"]["namespace"], rollout["metadata"]["name"])
+        interval = self.settings.interval
+        raw_interval = (rollout.get("spec") or {}).get("interval")
+        if raw_interval:
+            try:
+                parsed = StageRolloutSpec.model_validate(rollout["spec"]).interval
+                interval = parsed or interval
+            except ValueError:
+                pass
         last = self._last_tick.get(key)
-        interval = self._interval_of(rollout)
         return last is None or now - last >= interval - self.settings.granularity / 2
-
-    def _worth_waking(
-        self, moment: datetime | None, listed: Mapping[str, Any] | None, now: datetime
-    ) -> datetime | None:
-        """The decision's wake-up moment, or None when regular ticks come first.
-
-        After a tick at `now` the pass ticks the rollout again within its interval and
-        half a granularity, later when the pass before ran late; a moment further out
-        than two intervals and a granularity is found again by one of those ticks. Its
-        job would be moved by every pass (a trigger's moment follows the newest healthy
-        sample), which costs more than it gives. Without the listed rollout its
-        interval is unknown, and every moment is kept."""
-        if moment is None or listed is None:
-            return moment
-        horizon = 2 * self._interval_of(listed) + self.settings.granularity
-        return moment if moment - now <= horizon else None
 
     def tick_all(self, at: datetime | None = None) -> list[Outcome]:
         """One pass: prefetch every due rollout's queries together, then reconcile each.
@@ -535,9 +516,7 @@ class Operator:
         # A decision was made as the leader, written or not: a steady status is not
         # rewritten, yet its next moment still has to be planned.
         if self.settings.wakeups and outcome.decision is not None:
-            self.wakeups.plan(
-                namespace, name, self._worth_waking(outcome.wake_at, listed, now), now
-            )
+            self.wakeups.plan(namespace, name, outcome.wake_at, now)
         elif outcome.problem == "rollout no longer exists":
             self.wakeups.cancel(namespace, name)
         return outcome

@@ -19,7 +19,6 @@ import yaml
 
 from controller.kube.api import ROLLOUTS
 from controller.operator import Operator
-from controller.wakeups import DEFAULT_MARGIN
 from phases.plan_checks import parse_plan
 from tests.kube.operator_world import (
     QUICK_PLAN,
@@ -184,43 +183,3 @@ def test_the_alertmanager_webhook_ticks_only_the_rollouts_whose_plan_names_the_a
         assert wait_for(lambda: bool(operator.ticked), 5)
         quiet(operator)
         assert operator.ticked == [(world.namespace, "paged")]
-
-
-LONG_SOAK_PLAN: dict[str, Any] = copy.deepcopy(SOAK_PLAN)
-LONG_SOAK_PLAN["name"] = "long-soak"
-LONG_SOAK_PLAN["phases"][0]["min_duration"] = "10m"
-
-
-def test_a_moment_beyond_two_intervals_is_left_to_the_regular_ticks(
-    kube_emulator: Callable[..., KubeEmulator],
-) -> None:
-    """A soak ending in ten minutes is planned with an hour's interval; with a 30 s one the
-    pass ticks the rollout twenty times first, so no job is kept and moved each pass, until
-    the ending is within two intervals and a granularity (65 s)."""
-    emulator = kube_emulator(rollout_delay=0.05)
-    world = make_world(emulator, plan={"inline": LONG_SOAK_PLAN})
-    world.plan = parse_plan(yaml.safe_dump(LONG_SOAK_PLAN), source="long-soak")
-    world.now = datetime.now(UTC)
-    world.settle()
-    soaked_at = in_effect_at(world) + timedelta(minutes=10)
-    key = (world.namespace, world.name)
-
-    def planned_after_a_pass(interval: timedelta, at: datetime) -> datetime | None:
-        operator = Operator(
-            **operator_arguments(
-                world, emulator, world.source, interval=interval, granularity=timedelta(seconds=5)
-            )
-        )
-        operator.start_caches()
-        try:
-            assert [o.problem for o in operator.tick_all(at)] == [None]
-            return operator.wakeups.planned.get(key)
-        finally:
-            operator.stop.set()
-
-    covered = in_effect_at(world) + timedelta(seconds=10)  # the plan's 1 s gate window too
-    assert planned_after_a_pass(timedelta(hours=1), covered) == soaked_at + DEFAULT_MARGIN
-    assert planned_after_a_pass(timedelta(seconds=30), covered) is None
-    assert planned_after_a_pass(timedelta(seconds=30), soaked_at - timedelta(seconds=60)) == (
-        soaked_at + DEFAULT_MARGIN
-    )
