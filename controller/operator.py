@@ -402,8 +402,8 @@ class Operator:
             self.telemetry.failed("", "", "api", str(error))
             return []
         self.check_records_trust()
-        self._prefetch(rollouts, now)
-        inline = self.caches is not None
+        # A prefetch that failed leaves each tick to query on its own: none is quiet.
+        inline = self._prefetch(rollouts, now) and self.caches is not None
         lanes = [(r, inline and _rollout_key(r) not in self._busy) for r in rollouts]
         futures = {
             position: self._pool.submit(self._pass_tick, rollout, now)
@@ -426,14 +426,18 @@ class Operator:
         """A pass's reconcile of one listed rollout; remembers whether it was busy."""
         namespace, name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         started = self.clock.monotonic()
-        outcome = self._reconcile_summarised(
-            namespace,
-            name,
-            now,
-            rollout if self.caches is not None else None,
-            self._records(rollout, now),
-        )
         key = _rollout_key(rollout)
+        try:
+            outcome = self._reconcile_summarised(
+                namespace,
+                name,
+                now,
+                rollout if self.caches is not None else None,
+                self._records(rollout, now),
+            )
+        except BaseException:
+            self._busy.add(key)
+            raise
         if _was_busy(outcome, self.clock.monotonic() - started):
             self._busy.add(key)
         else:
@@ -453,8 +457,10 @@ class Operator:
     def _pass_job(self) -> None:
         """The running operator's pass: the scheduled pass, then the heap put away
         (`controller.heap`) so that the next pass's collections skip the caches."""
-        self.scheduled_pass()
-        self.heap.after_pass()
+        try:
+            self.scheduled_pass()
+        finally:
+            self.heap.after_pass()
 
     def _outcome_of(self, namespace: str, name: str, future: Any) -> Outcome:
         """A reconcile's outcome; whatever escaped it stays that rollout's problem."""
@@ -467,7 +473,8 @@ class Operator:
             return Outcome(namespace, name, problem=message)
         return outcome
 
-    def _prefetch(self, rollouts: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    def _prefetch(self, rollouts: Sequence[Mapping[str, Any]], now: datetime) -> bool:
+        """Read every due rollout's windows together; False when a source's read failed."""
         wanted: dict[int, tuple[PrometheusSource, list[WindowRequest], set[str]]] = {}
         for rollout in rollouts:
             planned = self.reconciler.plan_tick(rollout, now)
@@ -485,12 +492,15 @@ class Operator:
                 entry[1].extend(window_requests(needs))
                 if needs.mode_query:
                     entry[2].add(needs.mode_query)
+        read = True
         for source, requests, instants in wanted.values():
             try:
                 source.prefetch(requests, now, instants=instants)
             except Exception as error:
                 # Each rollout's own queries report the problem in its tick.
                 log.warning("prefetch skipped: %s", type(error).__name__)
+                read = False
+        return read
 
     def _reconcile_summarised(self, *call: Any) -> Outcome:
         """A pass's reconcile: its outcome without the decision, which the pass would
@@ -606,6 +616,7 @@ class Operator:
             if kind_of_event == "DELETED":
                 self._generations.pop(key, None)
                 self._live.pop(f"{key[0]}/{key[1]}", None)
+                self._busy.discard(f"{key[0]}/{key[1]}")
                 self.wakeups.cancel(*key)
                 self.telemetry.forget(*key)
                 return None

@@ -40,6 +40,8 @@ def clock() -> Iterator[Clock]:
 
 
 def test_a_pass_leaves_its_survivors_frozen_and_close_hands_them_back(clock: Clock) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
     keeper = HeapKeeper(timedelta(minutes=10), monotonic=clock)
     kept = [Node() for _ in range(100)]
     keeper.after_pass()

@@ -9,6 +9,7 @@ here, in the thread that called the pass, `p` in the pool.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class Scripted:
     writing: set[str] = field(default_factory=set)
     slow: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
+    raising: set[str] = field(default_factory=set)
+    prefetched: bool = True
     threads: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, namespace: str, name: str, now: datetime, *_rest: Any) -> Outcome:
@@ -41,6 +44,8 @@ class Scripted:
         outcome = Outcome(namespace, name, wrote_status=name in self.writing, state="soaking")
         if name in self.failing:
             outcome.problem = "the API server said 500"
+        if name in self.raising:
+            raise RuntimeError("a bug past the reconcile's own handling")
         return outcome
 
 
@@ -54,17 +59,20 @@ def lanes_of_passes(kube: KubeEmulator, passes: list[Scripted]) -> list[str]:
     operator.caches = object()  # type: ignore[assignment]
     operator.list_rollouts = lambda: rollouts  # type: ignore[method-assign]
     operator.check_records_trust = lambda: None  # type: ignore[method-assign,assignment,return-value]
-    operator._prefetch = lambda _rollouts, _now: None  # type: ignore[method-assign,assignment]
+    scripts = iter(passes)
     operator._records = lambda _rollout, _now: None  # type: ignore[method-assign,assignment]
     start, here = datetime(2026, 1, 1, tzinfo=UTC), threading.current_thread().name
     found = []
+    gc.disable()  # a collection's pause would read as a tick waiting on a server
     try:
-        for number, script in enumerate(passes):
+        for number, script in enumerate(scripts):
             operator._reconcile_summarised = script  # type: ignore[method-assign]
+            operator._prefetch = lambda _rollouts, _now, read=script.prefetched: read  # type: ignore[method-assign,misc]
             outcomes = operator.tick_all(start + timedelta(seconds=number))
             assert [o.name for o in outcomes] == NAMES, "outcomes must keep the listed order"
             found.append("".join("h" if script.threads[n] == here else "p" for n in NAMES))
     finally:
+        gc.enable()
         operator._pool.shutdown(wait=True)
     return found
 
@@ -94,6 +102,17 @@ def lanes_of_passes(kube: KubeEmulator, passes: list[Scripted]) -> list[str]:
             [Scripted(failing={"r0"}), Scripted()],
             ["hpppp", "phhhh"],
             id="a-tick-that-failed",
+        ),
+        pytest.param(
+            [Scripted(raising={"r3"}), Scripted()],
+            ["hhhhp", "hhhph"],
+            id="a-tick-that-raised",
+        ),
+        pytest.param(
+            # Each tick then queries Prometheus on its own, possibly waiting for a timeout.
+            [Scripted(prefetched=False), Scripted()],
+            ["ppppp", "hhhhh"],
+            id="a-failed-prefetch",
         ),
     ],
 )
