@@ -345,6 +345,14 @@ def run(
         )
         if reads == 0 and writes == 0:
             steady.append(wall)
+    started = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    print(
+        f"one full collection of the whole heap (the heap keeper's, every 10 minutes): "
+        f"{time.perf_counter() - started:.2f} s, {found} unreachable objects found",
+        flush=True,
+    )
     if os.environ.get("OPERATOR_PASS_TRACEMALLOC"):
         import tracemalloc
 
