@@ -41,16 +41,20 @@ class HeapKeeper:
         """Freeze what the pass left; first collect everything when a full collection is due."""
         now = self._monotonic()
         if now - self._last_full >= self.full_every.total_seconds():
-            started = time.perf_counter()
-            gc.unfreeze()
-            found = gc.collect()
+            found, seconds = collect_whole()
             self._last_full = now
             self.full_collections += 1
-            log.debug(
-                "full collection: %d unreachable in %.3f s", found, time.perf_counter() - started
-            )
+            log.debug("full collection: %d unreachable in %.3f s", found, seconds)
         gc.freeze()
 
     def close(self) -> None:
         """Hand every frozen object back to the collector (the operator stops)."""
         gc.unfreeze()
+
+
+def collect_whole() -> tuple[int, float]:
+    """Unfreeze and collect the whole heap: the unreachable objects found, and the seconds."""
+    started = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    return found, time.perf_counter() - started

@@ -179,7 +179,7 @@ class Operator:
         self._generations: dict[tuple[str, str], int] = {}
         self._last_tick: dict[tuple[str, str], datetime] = {}
         self._busy: set[str] = set()
-        """Rollouts whose last pass tick wrote, failed or waited on a server. A pass hands
+        """Rollouts whose last pass tick wrote, failed, raised or waited on a server. A pass hands
         them to the pool and ticks the others in its own thread: steady ticks read only
         caches, and sixteen threads taking turns at the interpreter spent a third more CPU
         on them than one thread. The first quiet tick that turns out busy hands the rest of
@@ -426,7 +426,7 @@ class Operator:
         """A pass's reconcile of one listed rollout; remembers whether it was busy."""
         namespace, name = rollout["metadata"]["namespace"], rollout["metadata"]["name"]
         started = self.clock.monotonic()
-        key = _rollout_key(rollout)
+        key, busy = _rollout_key(rollout), True  # a tick that raises counts as busy
         try:
             outcome = self._reconcile_summarised(
                 namespace,
@@ -435,13 +435,12 @@ class Operator:
                 rollout if self.caches is not None else None,
                 self._records(rollout, now),
             )
-        except BaseException:
-            self._busy.add(key)
-            raise
-        if _was_busy(outcome, self.clock.monotonic() - started):
-            self._busy.add(key)
-        else:
-            self._busy.discard(key)
+            busy = _was_busy(outcome, self.clock.monotonic() - started)
+        finally:
+            if busy:
+                self._busy.add(key)
+            else:
+                self._busy.discard(key)
         return outcome
 
     def scheduled_pass(self) -> list[Outcome]:
@@ -692,7 +691,7 @@ BUSY_TICK_SECONDS = 0.05
 
 
 def _was_busy(outcome: Outcome, seconds: float) -> bool:
-    """Whether a tick talked to an API server or failed: its next one goes to the pool."""
+    """Whether a tick wrote, failed or waited on a server: its next one goes to the pool."""
     return bool(
         outcome.wrote_status
         or outcome.writes
